@@ -1,0 +1,310 @@
+#include "proxy/client_connection.h"
+
+#include <arpa/inet.h>
+#include <event2/bufferevent_ssl.h>
+
+#include <cinttypes>
+#include <cstdio>
+
+#include "proxy/backend_pool.h"
+#include "proxy/log.h"
+#include "proxy/timeval.h"
+#include "proxy/response_writer.h"
+#include "proxy/worker.h"
+#include "routes/request_path.h"
+
+namespace proxy {
+namespace {
+
+std::string format_ip(const sockaddr* peer) {
+  char text[INET6_ADDRSTRLEN] = "-";
+  if (peer->sa_family == AF_INET) {
+    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, text, sizeof text);
+  } else if (peer->sa_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(peer);
+    if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+      inet_ntop(AF_INET, &v6->sin6_addr.s6_addr[12], text, sizeof text);
+    } else {
+      inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    }
+  }
+  return text;
+}
+
+Failure failure_for_status(int status) {
+  switch (status) {
+    case 414: return Failure::uri_too_long;
+    case 431: return Failure::headers_too_large;
+    case 417: return Failure::expectation_failed;
+    case 501: return Failure::unsupported_coding;
+    case 505: return Failure::unsupported_version;
+    default: return Failure::bad_request;
+  }
+}
+
+}  // namespace
+
+ClientConnection::ClientConnection(Worker& worker, const ListenerRuntime& listener,
+                                   BufferEventPtr bev, const sockaddr* peer, std::uint64_t id)
+    : worker_(worker),
+      listener_(listener),
+      config_(worker.runtime().config),
+      bev_(std::move(bev)),
+      timer_(evtimer_new(worker.base(), on_timer, this)),
+      resume_(event_new(worker.base(), -1, 0, on_resume, this)),
+      id_(id),
+      client_ip_(format_ip(peer)),
+      parser_(http1::HeadLimits{config_->limits.header_size, config_->limits.header_count}),
+      exchange_(*this) {}
+
+ClientConnection::~ClientConnection() { exchange_.abort(); }
+
+void ClientConnection::start() {
+  bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
+  bufferevent_setwatermark(bev_.get(), EV_READ, 0, Exchange::kHighWater);
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  if (is_tls()) {
+    state_ = State::handshake;
+    arm_timer(config_->limits.handshake_timeout);
+  } else {
+    enter_reading_head();
+  }
+}
+
+void ClientConnection::begin_drain() {
+  drain_requested_ = true;
+  if (state_ == State::handshake || (state_ == State::reading_head && !parser_.started())) {
+    close();
+  }
+}
+
+void ClientConnection::arm_timer(Duration duration) {
+  const timeval timeout = to_timeval(duration);
+  evtimer_add(timer_.get(), &timeout);
+}
+
+void ClientConnection::enter_reading_head() {
+  state_ = State::reading_head;
+  parser_.reset();
+  head_timer_armed_ = false;
+  arm_timer(config_->limits.idle_timeout);
+  read_head();
+}
+
+void ClientConnection::on_read(bufferevent*, void* arg) noexcept {
+  auto& self = *static_cast<ClientConnection*>(arg);
+  switch (self.state_) {
+    case State::reading_head: self.read_head(); break;
+    case State::exchanging: self.exchange_.on_client_readable(); break;
+    case State::closing: {
+      evbuffer* in = bufferevent_get_input(self.bev_.get());
+      evbuffer_drain(in, evbuffer_get_length(in));
+      break;
+    }
+    default: break;
+  }
+}
+
+void ClientConnection::on_write(bufferevent* bev, void* arg) noexcept {
+  auto& self = *static_cast<ClientConnection*>(arg);
+  if (self.state_ == State::exchanging) {
+    self.exchange_.on_client_writable();
+  } else if (self.state_ == State::closing &&
+             evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+    self.close();
+  }
+}
+
+void ClientConnection::on_event(bufferevent*, short events, void* arg) noexcept {
+  auto& self = *static_cast<ClientConnection*>(arg);
+  if ((events & BEV_EVENT_CONNECTED) != 0) {
+    if (self.state_ == State::handshake) {
+      if (self.drain_requested_) {
+        self.close();
+        return;
+      }
+      self.enter_reading_head();
+    }
+    return;
+  }
+  // EOF, error or timeout: the client is gone; whatever is in flight is abandoned.
+  if ((events & BEV_EVENT_ERROR) != 0 && self.state_ == State::handshake) {
+    LOG_DEBUG("conn %" PRIu64 ": TLS handshake with %s failed", self.id_, self.client_ip_.c_str());
+  }
+  self.close();
+}
+
+void ClientConnection::on_timer(evutil_socket_t, short, void* arg) noexcept {
+  auto& self = *static_cast<ClientConnection*>(arg);
+  switch (self.state_) {
+    case State::handshake: self.close(); break;
+    case State::reading_head:
+      if (self.parser_.started()) {
+        self.send_failure(Failure::header_timeout, false);
+      } else {
+        self.close();  // idle keep-alive connection
+      }
+      break;
+    case State::closing: self.close(); break;  // the client does not read its answer
+    default: break;
+  }
+}
+
+void ClientConnection::read_head() {
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  while (parser_.status() == http1::ParseStatus::need_more && evbuffer_get_length(in) > 0) {
+    evbuffer_iovec vec{};
+    if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1) break;
+    const std::size_t consumed =
+        parser_.feed(std::string_view(static_cast<const char*>(vec.iov_base), vec.iov_len));
+    evbuffer_drain(in, consumed);
+    if (consumed == 0) break;
+  }
+  switch (parser_.status()) {
+    case http1::ParseStatus::need_more:
+      if (parser_.started() && !head_timer_armed_) {
+        // The whole head must arrive within header_timeout of its first byte (slowloris).
+        head_timer_armed_ = true;
+        arm_timer(config_->limits.header_timeout);
+      }
+      return;
+    case http1::ParseStatus::error: {
+      const http1::ParseError& error = parser_.error();
+      LOG_DEBUG("conn %" PRIu64 ": %d %.*s", id_, error.status, static_cast<int>(error.reason.size()),
+                error.reason.data());
+      send_failure(failure_for_status(error.status), false);
+      return;
+    }
+    case http1::ParseStatus::complete: handle_request(); return;
+  }
+}
+
+void ClientConnection::handle_request() {
+  evtimer_del(timer_.get());
+  const http1::RequestHead& request = parser_.head();
+  const bool body_follows = request.framing != http1::BodyFraming::none;
+  const bool keep_alive = request.keep_alive && !body_follows && !drain_requested_;
+
+  if (request.method == http1::Method::other) {
+    send_local(405, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n",
+               failure_info(Failure::method_not_allowed).phrase, keep_alive);
+    return;
+  }
+  if (request.path == "*") {  // OPTIONS * : about the server itself, nothing to forward
+    send_local(200, "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH\r\n", {}, keep_alive);
+    return;
+  }
+  if (routes::check_request_path(request.path) ||
+      (request.has_query && routes::check_request_query(request.query))) {
+    send_failure(Failure::bad_path, false);
+    return;
+  }
+  if (listener_.settings->redirect_to_https) {
+    send_redirect();
+    return;
+  }
+  const std::uint64_t body_limit = config_->limits.body_size;
+  if (body_limit != 0 && request.framing == http1::BodyFraming::content_length &&
+      request.content_length > body_limit) {
+    send_failure(Failure::body_too_large, false);
+    return;
+  }
+  std::string& target = scratch();
+  const routes::RouteRule* rule = config_->routes.match(request.path, request.query, request.has_query,
+                                                        worker_.match_scratch(), target);
+  if (rule == nullptr) {
+    send_failure(Failure::no_route, keep_alive);
+    return;
+  }
+  state_ = State::exchanging;
+  exchange_.start(rule->backend_index, target);
+}
+
+void ClientConnection::send_redirect() {
+  const http1::RequestHead& request = parser_.head();
+  std::string_view host = request.host;
+  // Drop the port of the plain listener: the HTTPS side is on the default port.
+  if (!host.empty() && host.front() != '[') {
+    if (const auto colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
+  } else if (const auto bracket = host.find(']'); bracket != std::string_view::npos) {
+    host = host.substr(0, bracket + 1);
+  }
+  std::string headers = "Location: https://";
+  headers.append(host);
+  headers.append(request.path);
+  if (request.has_query) {
+    headers.push_back('?');
+    headers.append(request.query);
+  }
+  headers.append("\r\n");
+  const bool keep_alive =
+      request.keep_alive && request.framing == http1::BodyFraming::none && !drain_requested_;
+  send_local(301, headers, "moved to https", keep_alive);
+}
+
+void ClientConnection::send_failure(Failure failure, bool keep_alive) {
+  const FailureInfo& info = failure_info(failure);
+  if (info.status >= 500) {
+    LOG_INFO("conn %" PRIu64 ": %d %.*s", id_, info.status, static_cast<int>(info.label.size()),
+             info.label.data());
+  }
+  send_local(info.status, {}, info.phrase, keep_alive);
+}
+
+void ClientConnection::send_local(int status, std::string_view extra_headers,
+                                  std::string_view message, bool keep_alive) {
+  if (state_ == State::closing || state_ == State::closed) return;
+  keep_alive = keep_alive && !drain_requested_ && !worker_.draining();
+  const bool head_only =
+      parser_.status() == http1::ParseStatus::complete && parser_.head().method == http1::Method::head;
+  write_local_response(bufferevent_get_output(bev_.get()), scratch_, status, extra_headers, message,
+                       keep_alive, head_only);
+  if (keep_alive) {
+    state_ = State::exchanging;  // so a pipelined request waits for the resume turn
+    event_active(resume_.get(), EV_READ, 0);
+  } else {
+    close_after_flush();
+  }
+}
+
+void ClientConnection::exchange_finished(bool keep_alive) {
+  if (state_ == State::closing || state_ == State::closed) return;
+  if (!keep_alive || drain_requested_ || worker_.draining()) {
+    close_after_flush();
+    return;
+  }
+  // Start on the next request from the loop, not from inside the exchange's callback.
+  event_active(resume_.get(), EV_READ, 0);
+}
+
+void ClientConnection::on_resume(evutil_socket_t, short, void* arg) noexcept {
+  auto& self = *static_cast<ClientConnection*>(arg);
+  if (self.state_ == State::exchanging && !self.exchange_.active()) self.enter_reading_head();
+}
+
+void ClientConnection::abort_connection() { close(); }
+
+void ClientConnection::close_after_flush() {
+  state_ = State::closing;
+  exchange_.abort();
+  // Stop reading new requests; give the client a bounded time to take its answer.
+  arm_timer(std::chrono::seconds(5));
+  if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) {
+    close();
+  } else {
+    bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
+  }
+}
+
+void ClientConnection::close() {
+  if (state_ == State::closed) return;
+  state_ = State::closed;
+  exchange_.abort();
+  evtimer_del(timer_.get());
+  event_del(resume_.get());
+  bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+  bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  worker_.connection_closed(*this);
+}
+
+}  // namespace proxy

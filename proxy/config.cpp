@@ -1,0 +1,665 @@
+// load_config(): TOML text -> Config, reporting every problem with its position.
+//
+// The Loader walks the document once, section by section. Each reader checks one key's type and
+// value and records an error instead of stopping, so one run lists everything wrong with a file.
+// Cross references (a listener's tls profile, a route's backend) are resolved by name against
+// the sections as written, even ones with errors of their own, so one typo gives one message.
+// toml++ throws toml::parse_error and RouteTable throws routes::RouteError; both are caught here
+// and nothing escapes load_config().
+#include "proxy/config.h"
+
+#include <fcntl.h>
+#include <openssl/ssl.h>
+#include <sys/stat.h>
+#include <toml++/toml.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <initializer_list>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <thread>
+#include <utility>
+
+#include "proxy/config_values.h"
+
+namespace proxy {
+
+std::string SourceLocation::format() const {
+  return file + ":" + std::to_string(line) + ":" + std::to_string(column);
+}
+
+std::string ConfigError::format() const { return location.format() + ": " + message; }
+
+namespace {
+
+std::string quoted(std::string_view text) { return "'" + std::string(text) + "'"; }
+
+// Empty when `path` can be opened for reading as a regular file, else the reason.
+std::optional<std::string> unreadable_reason(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return std::string(std::strerror(errno));
+  struct stat info {};
+  const bool regular = ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
+  ::close(fd);
+  if (!regular) return std::string("not a regular file");
+  return std::nullopt;
+}
+
+// Reads the whole file; on failure returns nothing and sets `reason`.
+std::optional<std::string> read_file(const std::string& path, std::string& reason) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) {
+    reason = std::strerror(errno);
+    return std::nullopt;
+  }
+  std::string text;
+  char buffer[16384];
+  std::size_t got = 0;
+  while ((got = std::fread(buffer, 1, sizeof buffer, file)) > 0) text.append(buffer, got);
+  const bool failed = std::ferror(file) != 0;
+  const int saved_errno = errno;
+  std::fclose(file);
+  if (failed) {
+    reason = std::strerror(saved_errno);
+    return std::nullopt;
+  }
+  return text;
+}
+
+constexpr auto kInt64Max = std::numeric_limits<std::int64_t>::max();
+constexpr auto kUnsignedMax = static_cast<std::int64_t>(std::numeric_limits<unsigned>::max());
+
+class Loader {
+ public:
+  Loader(std::string file, const ConfigLoadOptions& options)
+      : file_(std::move(file)), options_(options) {
+    config_.source_file = file_;
+  }
+
+  ConfigLoadResult run(const toml::table& root);
+
+ private:
+  void error(SourceLocation location, std::string message) {
+    errors_.push_back(ConfigError{std::move(location), std::move(message)});
+  }
+  SourceLocation at(const toml::source_region& region) const {
+    return SourceLocation{file_, static_cast<int>(region.begin.line),
+                          static_cast<int>(region.begin.column)};
+  }
+  SourceLocation nowhere() const { return SourceLocation{file_, 0, 0}; }
+  void error(const toml::node& node, std::string message) {
+    error(at(node.source()), std::move(message));
+  }
+
+  void check_keys(const toml::table& table, std::initializer_list<std::string_view> allowed,
+                  std::string_view section);
+  const toml::table* require_table(const toml::node& node, std::string_view name);
+  bool require(const toml::table& table, std::string_view key, std::string_view section);
+
+  std::optional<std::string> get_string(const toml::table& table, std::string_view key);
+  std::optional<bool> get_bool(const toml::table& table, std::string_view key);
+  std::optional<std::int64_t> get_int(const toml::table& table, std::string_view key,
+                                      std::int64_t min, std::int64_t max);
+  std::optional<Duration> get_duration(const toml::table& table, std::string_view key,
+                                       bool positive);
+  std::optional<std::uint64_t> get_size(const toml::table& table, std::string_view key);
+  const toml::array* get_string_array(const toml::table& table, std::string_view key);
+  std::optional<SourceLocation> get_file(const toml::table& table, std::string_view key,
+                                         std::string_view what, std::string& out);
+
+  void load_server(const toml::node& node);
+  void load_listeners(const toml::node* node);
+  void load_listener(const toml::table& table);
+  void load_tls(const toml::node& node);
+  void load_tls_profile(const std::string& name, const toml::table& table);
+  void load_tls_protocols(const toml::table& table, TlsProfile& profile);
+  void load_tls_alpn(const toml::table& table, TlsProfile& profile);
+  void load_limits(const toml::node& node);
+  void load_backends(const toml::node& node);
+  void load_backend(const std::string& name, const toml::table& table);
+  void load_backend_servers(const toml::table& table, BackendSettings& backend);
+  void load_backend_enums(const toml::table& table, BackendSettings& backend);
+  void load_routes(const toml::node* node);
+  bool load_route(const toml::table& table, std::size_t number, routes::RouteRule& rule);
+  void load_route_auth(const toml::table& table, routes::RouteRule& rule);
+  void build_route_table(std::vector<routes::RouteRule> rules,
+                         const std::vector<SourceLocation>& where);
+
+  std::string file_;
+  ConfigLoadOptions options_;
+  std::vector<ConfigError> errors_;
+  Config config_;
+  std::vector<std::string> tls_names_;  // every [tls.NAME], valid or not
+};
+
+// ---- generic readers --------------------------------------------------------------------
+
+void Loader::check_keys(const toml::table& table, std::initializer_list<std::string_view> allowed,
+                        std::string_view section) {
+  for (auto&& [key, value] : table) {
+    if (std::find(allowed.begin(), allowed.end(), key.str()) != allowed.end()) continue;
+    // `section` is "[server]", "[[route]]", ... or "" for the top level.
+    error(at(key.source()),
+          "unknown key " + quoted(key.str()) +
+              (section.empty() ? " at the top level" : " in " + std::string(section)));
+  }
+}
+
+const toml::table* Loader::require_table(const toml::node& node, std::string_view name) {
+  const auto* table = node.as_table();
+  if (table == nullptr) error(node, quoted(name) + " must be a table");
+  return table;
+}
+
+bool Loader::require(const toml::table& table, std::string_view key, std::string_view section) {
+  if (table.contains(key)) return true;
+  error(at(table.source()), "missing required key " + quoted(key) + " in " + std::string(section));
+  return false;
+}
+
+std::optional<std::string> Loader::get_string(const toml::table& table, std::string_view key) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  if (const auto* value = node->as_string()) return value->get();
+  error(*node, quoted(key) + " must be a string");
+  return std::nullopt;
+}
+
+std::optional<bool> Loader::get_bool(const toml::table& table, std::string_view key) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  if (const auto* value = node->as_boolean()) return value->get();
+  error(*node, quoted(key) + " must be a boolean (true or false)");
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> Loader::get_int(const toml::table& table, std::string_view key,
+                                            std::int64_t min, std::int64_t max) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  const auto* value = node->as_integer();
+  if (value == nullptr) {
+    error(*node, quoted(key) + " must be an integer");
+    return std::nullopt;
+  }
+  if (value->get() < min) {
+    error(*node, quoted(key) + " must be at least " + std::to_string(min));
+    return std::nullopt;
+  }
+  if (value->get() > max) {
+    error(*node, quoted(key) + " must be at most " + std::to_string(max));
+    return std::nullopt;
+  }
+  return value->get();
+}
+
+std::optional<Duration> Loader::get_duration(const toml::table& table, std::string_view key,
+                                             bool positive) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  const auto* value = node->as_string();
+  if (value == nullptr) {
+    error(*node, quoted(key) + " must be a duration string such as \"30s\"");
+    return std::nullopt;
+  }
+  auto parsed = parse_duration(value->get());
+  if (!parsed) {
+    error(*node, quoted(key) + ": " + parsed.error);
+    return std::nullopt;
+  }
+  if (positive && parsed.value->count() == 0) {
+    error(*node, quoted(key) + " must be greater than 0");
+    return std::nullopt;
+  }
+  return parsed.value;
+}
+
+std::optional<std::uint64_t> Loader::get_size(const toml::table& table, std::string_view key) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return std::nullopt;
+  if (const auto* integer = node->as_integer()) {
+    if (integer->get() >= 0) return static_cast<std::uint64_t>(integer->get());
+    error(*node, quoted(key) + " must not be negative");
+    return std::nullopt;
+  }
+  const auto* text = node->as_string();
+  if (text == nullptr) {
+    error(*node, quoted(key) + " must be a size: an integer or a string such as \"64KiB\"");
+    return std::nullopt;
+  }
+  auto parsed = parse_size(text->get());
+  if (!parsed) error(*node, quoted(key) + ": " + parsed.error);
+  return parsed.value;
+}
+
+// The array when `key` holds a non-empty array of strings, else null (and an error if the key
+// is present).
+const toml::array* Loader::get_string_array(const toml::table& table, std::string_view key) {
+  const toml::node* node = table.get(key);
+  if (node == nullptr) return nullptr;
+  const auto* array = node->as_array();
+  if (array == nullptr) {
+    error(*node, quoted(key) + " must be an array of strings");
+    return nullptr;
+  }
+  if (array->empty()) {
+    error(*node, quoted(key) + " must not be empty");
+    return nullptr;
+  }
+  for (const auto& element : *array) {
+    if (!element.is_string()) {
+      error(element, quoted(key) + " must be an array of strings");
+      return nullptr;
+    }
+  }
+  return array;
+}
+
+// A required file name; with check_files it must be readable. Returns its position.
+std::optional<SourceLocation> Loader::get_file(const toml::table& table, std::string_view key,
+                                               std::string_view what, std::string& out) {
+  auto value = get_string(table, key);
+  if (!value) return std::nullopt;
+  const toml::node& node = *table.get(key);
+  if (value->empty()) {
+    error(node, quoted(key) + " must not be empty");
+    return std::nullopt;
+  }
+  if (options_.check_files) {
+    if (auto reason = unreadable_reason(*value)) {
+      error(node, "cannot read " + std::string(what) + " file " + quoted(*value) + ": " + *reason);
+    }
+  }
+  out = std::move(*value);
+  return at(node.source());
+}
+
+// ---- [server], [[listener]], [tls.*], [limits] ----------------------------------------------
+
+void Loader::load_server(const toml::node& node) {
+  const auto* table = require_table(node, "server");
+  if (table == nullptr) return;
+  check_keys(*table, {"workers", "user", "max_connections", "shutdown_timeout"}, "[server]");
+  auto& server = config_.server;
+  if (auto v = get_int(*table, "workers", 0, kUnsignedMax)) server.workers = unsigned(*v);
+  if (auto v = get_string(*table, "user")) server.user = *v;
+  if (auto v = get_int(*table, "max_connections", 1, kInt64Max)) {
+    server.max_connections = static_cast<std::size_t>(*v);
+  }
+  if (auto v = get_duration(*table, "shutdown_timeout", false)) server.shutdown_timeout = *v;
+}
+
+void Loader::load_listeners(const toml::node* node) {
+  if (node == nullptr) {
+    error(nowhere(), "at least one [[listener]] is required");
+    return;
+  }
+  const auto* array = node->as_array();
+  if (array == nullptr || !array->is_array_of_tables() || array->empty()) {
+    error(*node, "'listener' must be an array of tables ([[listener]])");
+    return;
+  }
+  for (const auto& element : *array) load_listener(*element.as_table());
+}
+
+void Loader::load_listener(const toml::table& table) {
+  check_keys(table, {"address", "tls", "redirect_to_https"}, "[[listener]]");
+  ListenerSettings listener;
+  bool ok = require(table, "address", "[[listener]]");
+  if (auto text = get_string(table, "address")) {
+    auto parsed = parse_socket_address(*text);
+    if (!parsed) {
+      error(*table.get("address"), parsed.error);
+      ok = false;
+    } else {
+      listener.address = std::move(*parsed.value);
+    }
+    for (const auto& other : config_.listeners) {
+      if (parsed && other.address.length == listener.address.length &&
+          std::memcmp(&other.address.storage, &listener.address.storage, listener.address.length) ==
+              0) {
+        error(*table.get("address"), "duplicate listener address " + quoted(*text));
+        ok = false;
+      }
+    }
+  }
+  if (auto name = get_string(table, "tls")) {
+    if (std::find(tls_names_.begin(), tls_names_.end(), *name) == tls_names_.end()) {
+      error(*table.get("tls"), "unknown tls profile " + quoted(*name));
+    }
+    listener.tls = *name;
+  }
+  if (auto redirect = get_bool(table, "redirect_to_https")) {
+    if (*redirect && table.contains("tls")) {
+      error(*table.get("redirect_to_https"),
+            "'redirect_to_https' is only valid on a plain listener (this one has 'tls')");
+    }
+    listener.redirect_to_https = *redirect;
+  }
+  if (ok) config_.listeners.push_back(std::move(listener));
+}
+
+void Loader::load_tls(const toml::node& node) {
+  const auto* table = require_table(node, "tls");
+  if (table == nullptr) return;
+  for (auto&& [key, value] : *table) tls_names_.emplace_back(key.str());
+  for (auto&& [key, value] : *table) {
+    const std::string name(key.str());
+    if (const auto* profile = require_table(value, "tls." + name)) {
+      load_tls_profile(name, *profile);
+    }
+  }
+}
+
+void Loader::load_tls_profile(const std::string& name, const toml::table& table) {
+  const std::string section = "[tls." + name + "]";
+  check_keys(table, {"certificate", "key", "protocols", "alpn"}, section);
+  TlsProfile profile;
+  profile.name = name;
+  require(table, "certificate", section);
+  require(table, "key", section);
+  if (auto where = get_file(table, "certificate", "certificate", profile.certificate)) {
+    profile.certificate_location = *where;
+  }
+  if (auto where = get_file(table, "key", "key", profile.key)) profile.key_location = *where;
+  load_tls_protocols(table, profile);
+  load_tls_alpn(table, profile);
+  config_.tls.emplace(name, std::move(profile));
+}
+
+void Loader::load_tls_protocols(const toml::table& table, TlsProfile& profile) {
+  profile.min_protocol = TLS1_2_VERSION;
+  profile.max_protocol = TLS1_3_VERSION;
+  const auto* array = get_string_array(table, "protocols");
+  if (array == nullptr) return;
+  int min = 0;
+  int max = 0;
+  for (const auto& element : *array) {
+    const std::string& name = element.as_string()->get();
+    int version = 0;
+    if (name == "TLSv1.2") {
+      version = TLS1_2_VERSION;
+    } else if (name == "TLSv1.3") {
+      version = TLS1_3_VERSION;
+    } else {
+      error(element, "unsupported TLS protocol " + quoted(name) + " (expected TLSv1.2 or TLSv1.3)");
+      continue;
+    }
+    min = min == 0 ? version : std::min(min, version);
+    max = std::max(max, version);
+  }
+  if (min != 0) {
+    profile.min_protocol = min;
+    profile.max_protocol = max;
+  }
+}
+
+void Loader::load_tls_alpn(const toml::table& table, TlsProfile& profile) {
+  const auto* array = get_string_array(table, "alpn");
+  if (array == nullptr) return;
+  profile.alpn.clear();
+  for (const auto& element : *array) {
+    const std::string& name = element.as_string()->get();
+    if (name == "h2") {
+      error(element, "h2 is not supported yet");
+    } else if (name != "http/1.1") {
+      error(element, "unsupported ALPN protocol " + quoted(name) + " (expected http/1.1)");
+    } else if (std::find(profile.alpn.begin(), profile.alpn.end(), name) == profile.alpn.end()) {
+      profile.alpn.push_back(name);
+    }
+  }
+}
+
+void Loader::load_limits(const toml::node& node) {
+  const auto* table = require_table(node, "limits");
+  if (table == nullptr) return;
+  check_keys(*table,
+             {"header_size", "header_count", "body_size", "header_timeout", "idle_timeout",
+              "handshake_timeout", "body_timeout"},
+             "[limits]");
+  auto& limits = config_.limits;
+  if (auto size = get_size(*table, "header_size")) {
+    if (*size < 1024) {
+      error(*table->get("header_size"), "'header_size' must be at least 1024 bytes");
+    } else {
+      limits.header_size = static_cast<std::size_t>(*size);
+    }
+  }
+  if (auto v = get_int(*table, "header_count", 1, kInt64Max)) {
+    limits.header_count = static_cast<std::size_t>(*v);
+  }
+  if (auto v = get_size(*table, "body_size")) limits.body_size = *v;
+  if (auto v = get_duration(*table, "header_timeout", true)) limits.header_timeout = *v;
+  if (auto v = get_duration(*table, "idle_timeout", true)) limits.idle_timeout = *v;
+  if (auto v = get_duration(*table, "handshake_timeout", true)) limits.handshake_timeout = *v;
+  if (auto v = get_duration(*table, "body_timeout", true)) limits.body_timeout = *v;
+}
+
+// ---- [backend.*] ------------------------------------------------------------------------------
+
+void Loader::load_backends(const toml::node& node) {
+  const auto* table = require_table(node, "backend");
+  if (table == nullptr) return;
+  for (auto&& [key, value] : *table) {
+    const std::string name(key.str());
+    // Every backend gets its index, even a broken one, so routes naming it resolve.
+    BackendSettings& backend = config_.backends.emplace_back();
+    backend.name = name;
+    if (const auto* settings = require_table(value, "backend." + name)) {
+      load_backend(name, *settings);
+    }
+  }
+}
+
+void Loader::load_backend(const std::string& name, const toml::table& table) {
+  const std::string section = "[backend." + name + "]";
+  check_keys(table,
+             {"servers", "max_connections", "max_queue", "queue_timeout", "connect_timeout",
+              "response_timeout", "idle_timeout", "balance", "protocol"},
+             section);
+  BackendSettings& backend = config_.backends.back();
+  if (require(table, "servers", section)) load_backend_servers(table, backend);
+  if (auto v = get_int(table, "max_connections", 1, kUnsignedMax)) {
+    backend.max_connections = unsigned(*v);
+  }
+  if (auto v = get_int(table, "max_queue", 0, kUnsignedMax)) backend.max_queue = unsigned(*v);
+  if (auto v = get_duration(table, "queue_timeout", true)) backend.queue_timeout = *v;
+  if (auto v = get_duration(table, "connect_timeout", true)) backend.connect_timeout = *v;
+  if (auto v = get_duration(table, "response_timeout", true)) backend.response_timeout = *v;
+  if (auto v = get_duration(table, "idle_timeout", true)) backend.idle_timeout = *v;
+  load_backend_enums(table, backend);
+}
+
+void Loader::load_backend_servers(const toml::table& table, BackendSettings& backend) {
+  const auto* array = get_string_array(table, "servers");
+  if (array == nullptr) return;
+  for (const auto& element : *array) {
+    auto parsed = parse_backend_url(element.as_string()->get(), options_.resolve_backends);
+    if (!parsed) {
+      error(element, parsed.error);
+      continue;
+    }
+    backend.servers.push_back(std::move(*parsed.value));
+  }
+}
+
+void Loader::load_backend_enums(const toml::table& table, BackendSettings& backend) {
+  if (auto balance = get_string(table, "balance")) {
+    const toml::node& node = *table.get("balance");
+    if (*balance == "round-robin") {
+      backend.balance = Balance::round_robin;
+    } else if (*balance == "least-connections") {
+      backend.balance = Balance::least_connections;
+    } else if (*balance == "random") {
+      backend.balance = Balance::random;
+    } else if (*balance == "affinity") {
+      error(node, "balance = 'affinity' is not supported yet");
+    } else {
+      error(node, "'balance' must be one of round-robin, least-connections, random (got " +
+                      quoted(*balance) + ")");
+    }
+  }
+  if (auto protocol = get_string(table, "protocol")) {
+    const toml::node& node = *table.get("protocol");
+    if (*protocol == "h2c") {
+      error(node, "protocol = 'h2c' is not supported yet");
+    } else if (*protocol != "http/1.1") {
+      error(node, "'protocol' must be http/1.1 (got " + quoted(*protocol) + ")");
+    }
+  }
+}
+
+// ---- [[route]] --------------------------------------------------------------------------------
+
+void Loader::load_routes(const toml::node* node) {
+  if (node == nullptr) {
+    error(nowhere(), "at least one [[route]] is required");
+    return;
+  }
+  const auto* array = node->as_array();
+  if (array == nullptr || !array->is_array_of_tables() || array->empty()) {
+    error(*node, "'route' must be an array of tables ([[route]])");
+    return;
+  }
+  std::vector<routes::RouteRule> rules;
+  std::vector<SourceLocation> where;  // per rule: its 'match' value, else its table
+  for (const auto& element : *array) {
+    const toml::table& table = *element.as_table();
+    routes::RouteRule rule;
+    if (!load_route(table, rules.size() + 1, rule)) continue;
+    const toml::node* match = table.get("match");
+    where.push_back(at(match != nullptr ? match->source() : table.source()));
+    rules.push_back(std::move(rule));
+  }
+  build_route_table(std::move(rules), where);
+}
+
+bool Loader::load_route(const toml::table& table, std::size_t number, routes::RouteRule& rule) {
+  check_keys(table, {"name", "path", "match", "query", "rewrite", "backend", "auth"}, "[[route]]");
+  const std::size_t before = errors_.size();
+  rule.name = get_string(table, "name").value_or("route" + std::to_string(number));
+  const auto path = get_string(table, "path");
+  const auto match = get_string(table, "match");
+  if (table.contains("path") && table.contains("match")) {
+    error(*table.get("match"), "a route takes either 'path' or 'match', not both");
+  } else if (!table.contains("path") && !table.contains("match")) {
+    error(at(table.source()), "missing required key 'path' or 'match' in [[route]]");
+  }
+  if (path && (path->empty() || path->front() != '/')) {
+    error(*table.get("path"), "'path' must start with '/'");
+  }
+  if (path) rule.path_prefix = *path;
+  if (match) rule.match_regex = *match;
+  if (auto query = get_bool(table, "query")) {
+    if (!table.contains("match")) error(*table.get("query"), "'query' is only valid with 'match'");
+    rule.match_query = *query;
+  }
+  if (auto rewrite = get_string(table, "rewrite")) rule.rewrite = *rewrite;
+  if (require(table, "backend", "[[route]]")) {
+    if (auto backend = get_string(table, "backend")) {
+      const auto found = std::find_if(config_.backends.begin(), config_.backends.end(),
+                                      [&](const auto& b) { return b.name == *backend; });
+      if (found == config_.backends.end()) {
+        error(*table.get("backend"), "unknown backend " + quoted(*backend));
+      }
+      rule.backend_index = static_cast<std::size_t>(found - config_.backends.begin());
+    }
+  }
+  load_route_auth(table, rule);
+  return errors_.size() == before;
+}
+
+void Loader::load_route_auth(const toml::table& table, routes::RouteRule& rule) {
+  rule.auth_policy = static_cast<std::size_t>(AuthPolicy::none);
+  auto auth = get_string(table, "auth");
+  if (!auth || *auth == "none") return;
+  const toml::node& node = *table.get("auth");
+  if (*auth == "cert" || *auth == "cert+limited-proxy" || *auth == "optional") {
+    error(node, "auth = " + quoted(*auth) + " needs grid authentication, which is not built yet");
+  } else {
+    error(node, "'auth' must be one of none, cert, cert+limited-proxy, optional (got " +
+                    quoted(*auth) + ")");
+  }
+}
+
+// Each regex rule is compiled alone first so that every bad pattern is reported, not only the
+// first one the table's constructor meets; the real table is built only from a clean file.
+void Loader::build_route_table(std::vector<routes::RouteRule> rules,
+                               const std::vector<SourceLocation>& where) {
+  for (std::size_t i = 0; i < rules.size(); ++i) {
+    if (rules[i].match_regex.empty() && !rules[i].rewrite) continue;
+    try {
+      routes::RouteTable single(std::vector<routes::RouteRule>{rules[i]});
+    } catch (const routes::RouteError& e) {
+      error(where[i], e.what());
+    }
+  }
+  if (!errors_.empty()) return;
+  try {
+    config_.routes = routes::RouteTable(std::move(rules));
+  } catch (const routes::RouteError& e) {
+    error(e.rule_index() < where.size() ? where[e.rule_index()] : nowhere(), e.what());
+  }
+}
+
+ConfigLoadResult Loader::run(const toml::table& root) {
+  check_keys(root, {"server", "listener", "tls", "limits", "backend", "route"}, "");
+  // Referenced sections first: listeners name tls profiles, routes name backends.
+  if (const auto* node = root.get("tls")) load_tls(*node);
+  if (const auto* node = root.get("backend")) load_backends(*node);
+  if (const auto* node = root.get("server")) load_server(*node);
+  if (const auto* node = root.get("limits")) load_limits(*node);
+  load_listeners(root.get("listener"));
+  load_routes(root.get("route"));
+
+  if (config_.server.workers == 0) {
+    config_.server.workers = std::max(1u, std::thread::hardware_concurrency());
+  }
+  ConfigLoadResult result;
+  std::stable_sort(errors_.begin(), errors_.end(), [](const auto& a, const auto& b) {
+    return std::pair(a.location.line, a.location.column) <
+           std::pair(b.location.line, b.location.column);
+  });
+  result.errors = std::move(errors_);
+  if (result.errors.empty()) result.config = std::make_shared<const Config>(std::move(config_));
+  return result;
+}
+
+ConfigLoadResult load_noexcept(const std::string& path, const ConfigLoadOptions& options) {
+  const auto fail = [&](SourceLocation location, std::string message) {
+    ConfigLoadResult result;
+    result.errors.push_back(ConfigError{std::move(location), std::move(message)});
+    return result;
+  };
+  std::string reason;
+  const auto text = read_file(path, reason);
+  if (!text) return fail({path, 0, 0}, "cannot read configuration: " + reason);
+  toml::table root;
+  try {
+    root = toml::parse(std::string_view(*text), std::string_view(path));
+  } catch (const toml::parse_error& e) {
+    return fail(
+        {path, static_cast<int>(e.source().begin.line), static_cast<int>(e.source().begin.column)},
+        std::string(e.description()));
+  }
+  return Loader(path, options).run(root);
+}
+
+}  // namespace
+
+ConfigLoadResult load_config(const std::string& path, const ConfigLoadOptions& options) {
+  try {
+    return load_noexcept(path, options);
+  } catch (const std::exception& e) {
+    ConfigLoadResult result;
+    result.errors.push_back(ConfigError{{path, 0, 0}, std::string("internal error: ") + e.what()});
+    return result;
+  }
+}
+
+}  // namespace proxy

@@ -1,0 +1,132 @@
+// The configuration: parsed once from TOML into plain immutable data (the only toml++ user).
+//
+// load_config() reports every problem it finds, not just the first, each with file:line:column,
+// so an operator fixes a file in one pass; `cmsfront --check-config` prints them and exits 78.
+// Defaults live in the member initialisers below and nowhere else.
+// A loaded Config is shared as std::shared_ptr<const Config>: every connection keeps the
+// snapshot it started with until it ends.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "routes/route_table.h"
+
+namespace proxy {
+
+using Duration = std::chrono::milliseconds;
+
+// A position in a configuration file, for messages about values found valid by the loader
+// but refused later (e.g. a certificate OpenSSL cannot parse).
+struct SourceLocation {
+  std::string file;
+  int line = 0;
+  int column = 0;
+  std::string format() const;  // "file:line:column"
+};
+
+struct SocketAddress {
+  sockaddr_storage storage{};
+  socklen_t length = 0;
+  std::string text;  // as written in the configuration, e.g. "127.0.0.1:8443"
+};
+
+struct ServerSettings {
+  unsigned workers = 0;              // 0 = one per CPU core (resolved by the loader)
+  std::string user;                  // drop privileges to this user after binding; empty = no
+  std::size_t max_connections = 20000;
+  Duration shutdown_timeout = std::chrono::seconds(30);
+};
+
+struct TlsProfile {
+  std::string name;
+  std::string certificate;  // PEM chain, leaf first
+  std::string key;
+  SourceLocation certificate_location;
+  SourceLocation key_location;
+  int min_protocol = 0;     // TLS1_2_VERSION or TLS1_3_VERSION (OpenSSL constants)
+  int max_protocol = 0;
+  std::vector<std::string> alpn = {"http/1.1"};  // only "http/1.1" accepted until h2 lands
+};
+
+struct ListenerSettings {
+  SocketAddress address;
+  std::string tls;                // profile name; empty = plain HTTP
+  bool redirect_to_https = false; // plain listeners only: answer every request with a 301
+};
+
+struct Limits {
+  std::size_t header_size = 64 * 1024;
+  std::size_t header_count = 100;
+  std::uint64_t body_size = 0;    // 0 = unlimited
+  Duration header_timeout = std::chrono::seconds(20);
+  Duration idle_timeout = std::chrono::seconds(75);
+  Duration handshake_timeout = std::chrono::seconds(10);
+  Duration body_timeout = std::chrono::seconds(60);   // no body byte in either direction
+};
+
+enum class Balance : std::uint8_t { round_robin, least_connections, random };
+
+struct BackendServer {
+  std::string url;          // "http://host:port" as configured
+  std::string host_port;    // "host:port" for logs
+  SocketAddress address;    // resolved at load time
+};
+
+struct BackendSettings {
+  std::string name;
+  std::vector<BackendServer> servers;
+  unsigned max_connections = 32;   // per server, whole process
+  unsigned max_queue = 1000;       // whole process
+  Duration queue_timeout = std::chrono::seconds(10);
+  Duration connect_timeout = std::chrono::seconds(5);
+  Duration response_timeout = std::chrono::seconds(300);
+  Duration idle_timeout = std::chrono::seconds(60);
+  Balance balance = Balance::round_robin;
+};
+
+enum class AuthPolicy : std::uint8_t { none };  // cert / optional / ... arrive with grid auth
+
+struct Config {
+  std::string source_file;
+  ServerSettings server;
+  std::vector<ListenerSettings> listeners;
+  std::map<std::string, TlsProfile> tls;
+  Limits limits;
+  std::vector<BackendSettings> backends;
+  routes::RouteTable routes;   // RouteRule::backend_index indexes `backends`
+};
+
+// One problem found in the file. Positions are 1-based and point at the offending value, key
+// or table header; a problem without a position (the file cannot be read, a required section
+// is missing) has line and column 0 and formats as "file:0:0: message", e.g.
+// "/etc/cmsfront.toml:0:0: cannot read configuration: No such file or directory".
+struct ConfigError {
+  SourceLocation location;   // line/column 0 when the problem has no position (file unreadable)
+  std::string message;
+  std::string format() const;  // "file:line:column: message"
+};
+
+struct ConfigLoadResult {
+  std::shared_ptr<const Config> config;  // null when errors is not empty
+  std::vector<ConfigError> errors;
+};
+
+// Checks that need the machine the file is meant for; both are on in production. Tests and a
+// config check on another machine may turn them off.
+struct ConfigLoadOptions {
+  bool check_files = true;       // certificate and key files must be readable now
+  bool resolve_backends = true;  // look backend host names up now (else address.length == 0)
+};
+
+// Never throws. Errors are sorted by position (file order); config is null iff errors is not
+// empty.
+ConfigLoadResult load_config(const std::string& path, const ConfigLoadOptions& options = {});
+
+}  // namespace proxy

@@ -1,0 +1,509 @@
+#include "proxy/exchange.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+
+#include "auth/header_rules.h"
+#include "proxy/backend_pool.h"
+#include "proxy/client_connection.h"
+#include "proxy/log.h"
+#include "proxy/timeval.h"
+#include "proxy/worker.h"
+
+namespace proxy {
+namespace {
+
+using http1::BodyFraming;
+using http1::HeaderField;
+using http1::iequals;
+
+bool listed_in_connection(std::string_view name,
+                          const std::vector<std::string_view>& connection_tokens) {
+  for (std::string_view token : connection_tokens) {
+    if (iequals(token, name)) return true;
+  }
+  return false;
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+// The first contiguous piece of an evbuffer, without copying.
+std::string_view first_segment(evbuffer* buffer) {
+  evbuffer_iovec vec{};
+  if (evbuffer_peek(buffer, -1, nullptr, &vec, 1) < 1) return {};
+  return {static_cast<const char*>(vec.iov_base), vec.iov_len};
+}
+
+bool idempotent(http1::Method method) {
+  switch (method) {
+    case http1::Method::get:
+    case http1::Method::head:
+    case http1::Method::put:
+    case http1::Method::del:
+    case http1::Method::options: return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+Exchange::Exchange(ClientConnection& client)
+    : client_(client),
+      timer_(evtimer_new(client.worker().base(), on_timer, this)),
+      response_parser_(http1::HeadLimits{client.config().limits.header_size, 256}) {}
+
+Exchange::~Exchange() { abort(); }
+
+void Exchange::start(std::size_t backend, const std::string& forwarded_target) {
+  pool_ = &client_.worker().pool(backend);
+  backend_ = &pool_->settings();
+  forwarded_target_.assign(forwarded_target);
+  const http1::RequestHead& request = client_.request();
+  request_remaining_ = request.framing == BodyFraming::content_length ? request.content_length : 0;
+  request_body_bytes_ = 0;
+  request_chunks_.reset();
+  response_chunks_.reset();
+  response_parser_.reset();
+  response_parser_.expect_response_to(request.method);
+  request_done_ = false;
+  response_started_ = false;
+  response_head_sent_ = false;
+  response_chunked_ = false;
+  close_client_ = !request.keep_alive;
+  sent_continue_ = false;
+  retried_ = false;
+  backend_eof_ = false;
+  backend_timed_out_ = false;
+
+  state_ = State::waiting_backend;
+  const BackendPool::Acquired acquired = pool_->acquire(*this, false);
+  if (acquired.connection != nullptr) {
+    on_backend_ready(*acquired.connection);
+  } else if (acquired.failure != Failure::none) {
+    on_backend_failed(acquired.failure);
+  }
+  // else: the pool calls back.
+}
+
+void Exchange::on_backend_ready(BackendConnection& connection) {
+  connection_ = &connection;
+  state_ = State::forwarding;
+  bufferevent* bev = connection.bev();
+  bufferevent_setcb(bev, on_backend_read, on_backend_write, on_backend_event, this);
+  bufferevent_setwatermark(bev, EV_READ, 0, kHighWater);
+  bufferevent_setwatermark(bev, EV_WRITE, kLowWater, 0);
+  bufferevent_enable(bev, EV_READ | EV_WRITE);
+
+  const http1::RequestHead& request = client_.request();
+  if (request.expect_continue && request.framing != BodyFraming::none && !sent_continue_ &&
+      request_body_bytes_ == 0) {
+    // We stripped Expect: the backend will not send 100, so we invite the body ourselves now
+    // that it has somewhere to go.
+    evbuffer_add(bufferevent_get_output(client_.bev()), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    sent_continue_ = true;
+  }
+  write_request_head();
+  if (request.framing == BodyFraming::none) {
+    request_complete();
+  } else {
+    arm_timer(client_.config().limits.body_timeout);
+    pump_request_body();
+  }
+}
+
+void Exchange::on_backend_failed(Failure failure) {
+  state_ = State::forwarding;  // so fail() treats it as an active exchange
+  fail(failure);
+}
+
+void Exchange::write_request_head() {
+  const http1::RequestHead& request = client_.request();
+  std::string& head = client_.scratch();
+  head.clear();
+  head.append(request.method_text);
+  head.push_back(' ');
+  head.append(forwarded_target_);
+  head.append(" HTTP/1.1\r\n");
+  append_field(head, "Host", request.host);
+  for (const HeaderField& field : request.headers) {
+    // Never forwarded: what we set ourselves, what the client may not claim (cms-*,
+    // x-forwarded-*, ssl-client-*...), hop-by-hop fields and the options Connection names,
+    // the client's framing (we re-frame), and Expect (we answered it).
+    if (iequals(field.name, "host") || iequals(field.name, "content-length") ||
+        iequals(field.name, "expect") || auth::is_reserved_request_header(field.name) ||
+        auth::is_hop_by_hop_header(field.name) ||
+        listed_in_connection(field.name, request.connection_tokens)) {
+      continue;
+    }
+    append_field(head, field.name, field.value);
+  }
+  append_field(head, "X-Forwarded-For", client_.client_ip());
+  append_field(head, "X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
+  append_field(head, "X-Forwarded-Host", request.host);
+  if (request.framing == BodyFraming::content_length) {
+    char length[32];
+    const int n = std::snprintf(length, sizeof length, "%" PRIu64, request.content_length);
+    append_field(head, "Content-Length", std::string_view(length, static_cast<std::size_t>(n)));
+  } else if (request.framing == BodyFraming::chunked) {
+    append_field(head, "Transfer-Encoding", "chunked");
+  }
+  head.append("\r\n");
+  evbuffer_add(bufferevent_get_output(connection_->bev()), head.data(), head.size());
+}
+
+void Exchange::pump_request_body() {
+  if (state_ != State::forwarding || connection_ == nullptr || request_done_) return;
+  const http1::RequestHead& request = client_.request();
+  evbuffer* in = bufferevent_get_input(client_.bev());
+  evbuffer* out = bufferevent_get_output(connection_->bev());
+  const std::uint64_t limit = client_.config().limits.body_size;
+  const std::uint64_t before = request_body_bytes_;
+
+  while (!request_done_ && evbuffer_get_length(out) < kHighWater) {
+    const std::size_t available = evbuffer_get_length(in);
+    if (request.framing == BodyFraming::content_length) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(request_remaining_, available));
+      if (n > 0) {
+        evbuffer_remove_buffer(in, out, n);
+        request_remaining_ -= n;
+        request_body_bytes_ += n;
+      }
+      if (request_remaining_ == 0) {
+        request_complete();
+        return;
+      }
+      break;
+    }
+    // chunked: decode, and re-encode each slice we move as a chunk of its own
+    if (request_chunks_.state() == http1::ChunkedDecoder::State::data) {
+      const auto n = static_cast<std::size_t>(
+          std::min<std::uint64_t>(request_chunks_.data_remaining(), available));
+      if (n == 0) break;
+      request_body_bytes_ += n;
+      if (limit != 0 && request_body_bytes_ > limit) {
+        fail(Failure::body_too_large);
+        return;
+      }
+      evbuffer_add_printf(out, "%zx\r\n", n);
+      evbuffer_remove_buffer(in, out, n);
+      evbuffer_add(out, "\r\n", 2);
+      request_chunks_.consume_data(n);
+      continue;
+    }
+    const std::string_view framing = first_segment(in);
+    if (framing.empty()) break;
+    const std::size_t consumed = request_chunks_.feed_framing(framing);
+    evbuffer_drain(in, consumed);
+    if (request_chunks_.state() == http1::ChunkedDecoder::State::error) {
+      fail(Failure::bad_request);
+      return;
+    }
+    if (request_chunks_.state() == http1::ChunkedDecoder::State::done) {
+      evbuffer_add(out, "0\r\n\r\n", 5);
+      request_complete();
+      return;
+    }
+  }
+  if (request_body_bytes_ != before) arm_timer(client_.config().limits.body_timeout);
+}
+
+void Exchange::request_complete() {
+  request_done_ = true;
+  if (!response_head_sent_) arm_timer(backend_->response_timeout);
+}
+
+void Exchange::on_client_readable() { pump_request_body(); }
+
+void Exchange::on_client_writable() {
+  if (state_ == State::forwarding && response_head_sent_) pump_response_body();
+}
+
+void Exchange::on_backend_write(bufferevent*, void* arg) noexcept {
+  static_cast<Exchange*>(arg)->pump_request_body();
+}
+
+void Exchange::on_backend_read(bufferevent*, void* arg) noexcept {
+  static_cast<Exchange*>(arg)->read_response();
+}
+
+void Exchange::read_response() {
+  if (state_ != State::forwarding || connection_ == nullptr) return;
+  evbuffer* in = bufferevent_get_input(connection_->bev());
+  while (!response_head_sent_) {
+    const std::string_view bytes = first_segment(in);
+    if (bytes.empty()) return;
+    response_started_ = true;
+    const std::size_t consumed = response_parser_.feed(bytes);
+    evbuffer_drain(in, consumed);
+    switch (response_parser_.status()) {
+      case http1::ParseStatus::need_more: continue;
+      case http1::ParseStatus::error:
+        LOG_WARN("conn %" PRIu64 ": backend %s sent an invalid response: %.*s", client_.id(),
+                 backend_->name.c_str(), static_cast<int>(response_parser_.error().reason.size()),
+                 response_parser_.error().reason.data());
+        fail(Failure::backend_protocol);
+        return;
+      case http1::ParseStatus::complete: break;
+    }
+    if (response_parser_.head().informational()) {
+      write_informational();
+      response_parser_.reset();
+      continue;
+    }
+    write_response_head();
+  }
+  pump_response_body();
+}
+
+void Exchange::write_informational() {
+  const http1::ResponseHead& response = response_parser_.head();
+  // 100 is ours to send (we removed Expect); other 1xx (103 Early Hints) go to 1.1 clients.
+  if (response.status == 100 || client_.request().version_minor == 0) return;
+  std::string& head = client_.scratch();
+  head.clear();
+  head.append("HTTP/1.1 ");
+  head.append(std::to_string(response.status));
+  head.push_back(' ');
+  head.append(response.reason);
+  head.append("\r\n");
+  for (const HeaderField& field : response.headers) {
+    if (auth::is_hop_by_hop_header(field.name)) continue;
+    append_field(head, field.name, field.value);
+  }
+  head.append("\r\n");
+  evbuffer_add(bufferevent_get_output(client_.bev()), head.data(), head.size());
+}
+
+void Exchange::write_response_head() {
+  const http1::ResponseHead& response = response_parser_.head();
+  const http1::RequestHead& request = client_.request();
+  const bool client_http10 = request.version_minor == 0;
+  // A response that ends when the backend closes can only be relayed to a 1.0 client by
+  // closing too; 1.1 clients get it chunked.
+  if (response.framing == BodyFraming::until_close || response.framing == BodyFraming::chunked) {
+    response_chunked_ = !client_http10;
+    if (client_http10) close_client_ = true;
+  }
+  if (!request_done_) close_client_ = true;  // the rest of the request body is never read
+  if (client_.worker().draining()) close_client_ = true;
+  response_remaining_ = response.framing == BodyFraming::content_length ? response.content_length : 0;
+
+  std::string& head = client_.scratch();
+  head.clear();
+  head.append("HTTP/1.1 ");
+  head.append(std::to_string(response.status));
+  head.push_back(' ');
+  head.append(response.reason);
+  head.append("\r\n");
+  const bool keeps_length_header = response.framing == BodyFraming::none &&
+                                   (request.method == http1::Method::head || response.status == 304);
+  for (const HeaderField& field : response.headers) {
+    if (auth::is_hop_by_hop_header(field.name) ||
+        listed_in_connection(field.name, response.connection_tokens)) {
+      continue;
+    }
+    if (iequals(field.name, "content-length") && !keeps_length_header) continue;
+    append_field(head, field.name, field.value);
+  }
+  if (response.framing == BodyFraming::content_length) {
+    char length[32];
+    const int n = std::snprintf(length, sizeof length, "%" PRIu64, response.content_length);
+    append_field(head, "Content-Length", std::string_view(length, static_cast<std::size_t>(n)));
+  } else if (response_chunked_) {
+    append_field(head, "Transfer-Encoding", "chunked");
+  }
+  if (close_client_) {
+    append_field(head, "Connection", "close");
+  } else if (client_http10) {
+    append_field(head, "Connection", "keep-alive");
+  }
+  head.append("\r\n");
+  evbuffer_add(bufferevent_get_output(client_.bev()), head.data(), head.size());
+  response_head_sent_ = true;
+  arm_timer(client_.config().limits.body_timeout);
+  if (response.framing == BodyFraming::none) finish();
+}
+
+void Exchange::pump_response_body() {
+  if (state_ != State::forwarding || connection_ == nullptr || !response_head_sent_) return;
+  const http1::ResponseHead& response = response_parser_.head();
+  evbuffer* in = bufferevent_get_input(connection_->bev());
+  evbuffer* out = bufferevent_get_output(client_.bev());
+  bool progressed = false;
+
+  while (evbuffer_get_length(out) < kHighWater) {
+    const std::size_t available = evbuffer_get_length(in);
+    if (response.framing == BodyFraming::content_length) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(response_remaining_, available));
+      if (n > 0) {
+        evbuffer_remove_buffer(in, out, n);
+        response_remaining_ -= n;
+        progressed = true;
+      }
+      if (response_remaining_ == 0) {
+        finish();
+        return;
+      }
+      break;
+    }
+    if (response.framing == BodyFraming::until_close) {
+      if (available == 0) break;
+      if (response_chunked_) evbuffer_add_printf(out, "%zx\r\n", available);
+      evbuffer_remove_buffer(in, out, available);
+      if (response_chunked_) evbuffer_add(out, "\r\n", 2);
+      progressed = true;
+      continue;
+    }
+    // chunked from the backend: decode; re-encode for 1.1 clients
+    if (response_chunks_.state() == http1::ChunkedDecoder::State::data) {
+      const auto n = static_cast<std::size_t>(
+          std::min<std::uint64_t>(response_chunks_.data_remaining(), available));
+      if (n == 0) break;
+      if (response_chunked_) evbuffer_add_printf(out, "%zx\r\n", n);
+      evbuffer_remove_buffer(in, out, n);
+      if (response_chunked_) evbuffer_add(out, "\r\n", 2);
+      response_chunks_.consume_data(n);
+      progressed = true;
+      continue;
+    }
+    const std::string_view framing = first_segment(in);
+    if (framing.empty()) break;
+    const std::size_t consumed = response_chunks_.feed_framing(framing);
+    evbuffer_drain(in, consumed);
+    if (response_chunks_.state() == http1::ChunkedDecoder::State::error) {
+      LOG_WARN("conn %" PRIu64 ": backend %s sent invalid chunked framing", client_.id(),
+               backend_->name.c_str());
+      fail(Failure::backend_protocol);
+      return;
+    }
+    if (response_chunks_.state() == http1::ChunkedDecoder::State::done) {
+      if (response_chunked_) evbuffer_add(out, "0\r\n\r\n", 5);
+      finish();
+      return;
+    }
+  }
+  if (progressed) arm_timer(client_.config().limits.body_timeout);
+  if (backend_eof_ && evbuffer_get_length(in) == 0) backend_input_ended();
+}
+
+void Exchange::on_backend_event(bufferevent*, short events, void* arg) noexcept {
+  static_cast<Exchange*>(arg)->backend_closed(events);
+}
+
+void Exchange::backend_closed(short events) {
+  if (state_ != State::forwarding || connection_ == nullptr) return;
+  backend_eof_ = true;
+  backend_timed_out_ = (events & BEV_EVENT_TIMEOUT) != 0;
+  // Bytes that arrived with the close are still to be relayed; pump_response_body() ends the
+  // response (complete or truncated) once they are gone.
+  read_response();
+  if (state_ != State::forwarding || response_head_sent_) return;
+  if (may_retry()) {
+    // The classic keep-alive race: the backend closed a pooled connection just as we sent on
+    // it. Nothing of the request body was consumed, so send it again on a fresh connection.
+    LOG_DEBUG("conn %" PRIu64 ": pooled connection to %s was closed, retrying", client_.id(),
+              backend_->name.c_str());
+    retried_ = true;
+    backend_eof_ = false;
+    release_backend(false);
+    state_ = State::waiting_backend;
+    const BackendPool::Acquired acquired = pool_->acquire(*this, true);
+    if (acquired.connection != nullptr) {
+      on_backend_ready(*acquired.connection);
+    } else if (acquired.failure != Failure::none) {
+      on_backend_failed(acquired.failure);
+    }
+    return;
+  }
+  fail(backend_timed_out_ ? Failure::backend_timeout : Failure::backend_reset);
+}
+
+void Exchange::backend_input_ended() {
+  // Called with the backend's input drained after it closed.
+  if (response_parser_.head().framing == BodyFraming::until_close && !backend_timed_out_) {
+    if (response_chunked_) evbuffer_add(bufferevent_get_output(client_.bev()), "0\r\n\r\n", 5);
+    release_backend(false);
+    finish();
+    return;
+  }
+  LOG_WARN("conn %" PRIu64 ": backend %s closed in the middle of a response", client_.id(),
+           backend_->name.c_str());
+  fail(Failure::backend_reset);
+}
+
+bool Exchange::may_retry() const {
+  const http1::RequestHead& request = client_.request();
+  return !retried_ && !response_started_ && connection_ != nullptr && connection_->reused() &&
+         request_body_bytes_ == 0 &&
+         (idempotent(request.method) || request.framing == BodyFraming::none);
+}
+
+void Exchange::on_timer(evutil_socket_t, short, void* arg) noexcept {
+  auto& self = *static_cast<Exchange*>(arg);
+  if (self.state_ != State::forwarding) return;
+  if (!self.request_done_ && !self.response_head_sent_) {
+    self.fail(Failure::body_timeout);
+  } else if (!self.response_head_sent_) {
+    LOG_WARN("conn %" PRIu64 ": backend %s did not answer within response_timeout",
+             self.client_.id(), self.backend_->name.c_str());
+    self.fail(Failure::backend_timeout);
+  } else {
+    self.fail(Failure::body_timeout);
+  }
+}
+
+void Exchange::arm_timer(Duration duration) {
+  const timeval timeout = to_timeval(duration);
+  evtimer_add(timer_.get(), &timeout);
+}
+
+void Exchange::release_backend(bool reusable) {
+  if (connection_ == nullptr) return;
+  BackendConnection& connection = *connection_;
+  connection_ = nullptr;
+  bufferevent_setcb(connection.bev(), nullptr, nullptr, nullptr, nullptr);
+  bufferevent_setwatermark(connection.bev(), EV_READ | EV_WRITE, 0, 0);
+  pool_->release(connection, reusable);
+}
+
+void Exchange::finish() {
+  const bool backend_reusable = request_done_ && response_parser_.head().keep_alive &&
+                                connection_ != nullptr &&
+                                evbuffer_get_length(bufferevent_get_input(connection_->bev())) == 0;
+  release_backend(backend_reusable);
+  evtimer_del(timer_.get());
+  state_ = State::idle;
+  client_.exchange_finished(!close_client_);
+}
+
+void Exchange::fail(Failure failure) {
+  if (state_ == State::idle) return;
+  evtimer_del(timer_.get());
+  if (state_ == State::waiting_backend && pool_ != nullptr) pool_->cancel(*this);
+  release_backend(false);
+  state_ = State::idle;
+  if (response_head_sent_) {
+    // Part of the response is out: the only honest signal left is to cut the connection.
+    client_.abort_connection();
+    return;
+  }
+  const http1::RequestHead& request = client_.request();
+  const bool body_pending = request.framing != BodyFraming::none && !request_done_;
+  client_.send_failure(failure, request.keep_alive && !body_pending && !close_client_);
+}
+
+void Exchange::abort() {
+  if (state_ == State::idle) return;
+  evtimer_del(timer_.get());
+  if (state_ == State::waiting_backend && pool_ != nullptr) pool_->cancel(*this);
+  release_backend(false);
+  state_ = State::idle;
+}
+
+}  // namespace proxy

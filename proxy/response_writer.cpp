@@ -1,0 +1,57 @@
+#include "proxy/response_writer.h"
+
+#include "proxy/failure.h"
+
+namespace proxy {
+namespace {
+
+void append_escaped(std::string& out, std::string_view text) {
+  for (char c : text) {
+    switch (c) {
+      case '<': out.append("&lt;"); break;
+      case '>': out.append("&gt;"); break;
+      case '&': out.append("&amp;"); break;
+      case '"': out.append("&quot;"); break;
+      default: out.push_back(c);
+    }
+  }
+}
+
+}  // namespace
+
+void write_local_response(evbuffer* out, std::string& scratch, int status,
+                          std::string_view extra_headers, std::string_view message, bool keep_alive,
+                          bool head_only) {
+  const std::string_view reason = status_reason(status);
+  std::string body;
+  if (!message.empty()) {
+    body.append("<!DOCTYPE html>\n<html><head><title>");
+    body.append(std::to_string(status));
+    body.push_back(' ');
+    body.append(reason);
+    body.append("</title></head>\n<body><h1>");
+    body.append(std::to_string(status));
+    body.push_back(' ');
+    body.append(reason);
+    body.append("</h1>\n<p>");
+    append_escaped(body, message);
+    body.append("</p></body></html>\n");
+  }
+  scratch.clear();
+  scratch.append("HTTP/1.1 ");
+  scratch.append(std::to_string(status));
+  scratch.push_back(' ');
+  scratch.append(reason);
+  scratch.append("\r\n");
+  scratch.append(extra_headers);
+  if (!body.empty()) scratch.append("Content-Type: text/html; charset=utf-8\r\n");
+  scratch.append("Content-Length: ");
+  scratch.append(std::to_string(body.size()));
+  scratch.append("\r\nCache-Control: no-store\r\n");
+  scratch.append(keep_alive ? "" : "Connection: close\r\n");
+  scratch.append("\r\n");
+  if (!head_only) scratch.append(body);
+  evbuffer_add(out, scratch.data(), scratch.size());
+}
+
+}  // namespace proxy

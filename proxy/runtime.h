@@ -1,0 +1,36 @@
+// What all workers share for the lifetime of the process: the configuration snapshot, the
+// TLS contexts, and the few process-wide counters (atomics only; no locks on request paths).
+// Owner: the Server; created before the workers start and destroyed after they are joined.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <memory>
+#include <vector>
+
+#include "proxy/config.h"
+#include "proxy/connection_quota.h"
+#include "tls/server_context.h"
+
+namespace proxy {
+
+struct ListenerRuntime {
+  const ListenerSettings* settings = nullptr;
+  const tls::ServerContext* tls = nullptr;  // null for plain HTTP
+};
+
+struct BackendRuntime {
+  std::vector<std::unique_ptr<ConnectionQuota>> quotas;  // one per server
+  std::atomic<unsigned> queued{0};                       // requests waiting, all workers
+};
+
+struct Runtime {
+  std::shared_ptr<const Config> config;
+  std::size_t workers = 1;
+  std::vector<std::unique_ptr<tls::ServerContext>> tls_contexts;
+  std::vector<ListenerRuntime> listeners;               // parallel to config->listeners
+  std::vector<std::unique_ptr<BackendRuntime>> backends;  // parallel to config->backends
+  std::atomic<std::size_t> client_connections{0};
+};
+
+}  // namespace proxy

@@ -1,0 +1,185 @@
+#include "proxy/server.h"
+
+#include <grp.h>
+#include <pwd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <event2/event.h>
+#include <event2/thread.h>
+
+#include <cerrno>
+#include <csignal>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "proxy/libevent_ptr.h"
+#include "proxy/log.h"
+#include "proxy/worker.h"
+
+namespace proxy {
+namespace {
+
+int open_listening_socket(const SocketAddress& address, std::string& error) {
+  const int family = address.storage.ss_family;
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    error = std::strerror(errno);
+    return -1;
+  }
+  const int one = 1;
+  setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+  if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  if (::bind(fd, reinterpret_cast<const sockaddr*>(&address.storage), address.length) != 0 ||
+      ::listen(fd, 4096) != 0) {
+    error = std::strerror(errno);
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// The signal handling of the main thread: set by libevent's signal events.
+struct Shutdown {
+  std::mutex mutex;
+  std::condition_variable workers_done;
+  std::size_t running = 0;
+};
+
+}  // namespace
+
+std::variant<std::unique_ptr<Server>, std::vector<std::string>> Server::create(
+    std::shared_ptr<const Config> config) {
+  std::unique_ptr<Server> server(new Server());
+  Runtime& runtime = server->runtime_;
+  runtime.config = config;
+  runtime.workers = config->server.workers == 0 ? 1 : config->server.workers;
+
+  std::vector<std::string> errors;
+  std::map<std::string, const tls::ServerContext*> contexts;
+  for (const auto& [name, profile] : config->tls) {
+    tls::ServerContextSettings settings;
+    settings.certificate_file = profile.certificate;
+    settings.key_file = profile.key;
+    settings.min_protocol = profile.min_protocol;
+    settings.max_protocol = profile.max_protocol;
+    settings.alpn = profile.alpn;
+    auto created = tls::ServerContext::create(settings);
+    if (auto* message = std::get_if<std::string>(&created)) {
+      errors.push_back(profile.certificate_location.format() + ": tls." + name + ": " + *message);
+      continue;
+    }
+    runtime.tls_contexts.push_back(
+        std::make_unique<tls::ServerContext>(std::move(std::get<tls::ServerContext>(created))));
+    contexts[name] = runtime.tls_contexts.back().get();
+  }
+  if (!errors.empty()) return errors;
+
+  for (const ListenerSettings& listener : config->listeners) {
+    ListenerRuntime entry;
+    entry.settings = &listener;
+    if (!listener.tls.empty()) entry.tls = contexts.at(listener.tls);
+    runtime.listeners.push_back(entry);
+  }
+  for (const BackendSettings& backend : config->backends) {
+    auto entry = std::make_unique<BackendRuntime>();
+    for (std::size_t server_index = 0; server_index < backend.servers.size(); ++server_index) {
+      entry->quotas.push_back(
+          std::make_unique<ConnectionQuota>(backend.max_connections, runtime.workers));
+    }
+    runtime.backends.push_back(std::move(entry));
+  }
+  return server;
+}
+
+Server::~Server() = default;
+
+bool Server::bind_listeners(std::vector<std::vector<int>>& fds) {
+  fds.assign(runtime_.workers, {});
+  for (std::size_t worker = 0; worker < runtime_.workers; ++worker) {
+    for (const ListenerRuntime& listener : runtime_.listeners) {
+      std::string error;
+      const int fd = open_listening_socket(listener.settings->address, error);
+      if (fd < 0) {
+        LOG_ERROR("cannot listen on %s: %s", listener.settings->address.text.c_str(), error.c_str());
+        for (auto& list : fds) {
+          for (int open_fd : list) ::close(open_fd);
+        }
+        return false;
+      }
+      fds[worker].push_back(fd);
+    }
+  }
+  return true;
+}
+
+bool Server::drop_privileges() {
+  const std::string& user = runtime_.config->server.user;
+  if (user.empty() || geteuid() != 0) return true;
+  const passwd* entry = getpwnam(user.c_str());
+  if (entry == nullptr) {
+    LOG_ERROR("server.user '%s' does not exist", user.c_str());
+    return false;
+  }
+  if (initgroups(entry->pw_name, entry->pw_gid) != 0 || setgid(entry->pw_gid) != 0 ||
+      setuid(entry->pw_uid) != 0) {
+    LOG_ERROR("cannot switch to user '%s': %s", user.c_str(), std::strerror(errno));
+    return false;
+  }
+  return true;
+}
+
+int Server::run() {
+  std::vector<std::vector<int>> fds;
+  if (!bind_listeners(fds)) return 71;  // EX_OSERR
+  if (!drop_privileges()) return 71;
+
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (std::size_t index = 0; index < runtime_.workers; ++index) {
+    workers.push_back(std::make_unique<Worker>(runtime_, index, std::move(fds[index])));
+  }
+
+  Shutdown shutdown;
+  shutdown.running = workers.size();
+  std::vector<std::thread> threads;
+  for (auto& worker : workers) {
+    threads.emplace_back([&shutdown, raw = worker.get()] {
+      raw->run();
+      std::lock_guard lock(shutdown.mutex);
+      --shutdown.running;
+      shutdown.workers_done.notify_all();
+    });
+  }
+  LOG_INFO("started: %zu workers, %zu listeners", workers.size(), runtime_.listeners.size());
+
+  // The main thread only waits for a termination signal.
+  EventBasePtr base(event_base_new());
+  auto on_signal = [](evutil_socket_t signal, short, void* arg) noexcept {
+    LOG_INFO("received %s: draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
+    event_base_loopexit(static_cast<event_base*>(arg), nullptr);
+  };
+  EventPtr sigterm(evsignal_new(base.get(), SIGTERM, on_signal, base.get()));
+  EventPtr sigint(evsignal_new(base.get(), SIGINT, on_signal, base.get()));
+  evsignal_add(sigterm.get(), nullptr);
+  evsignal_add(sigint.get(), nullptr);
+  event_base_dispatch(base.get());
+
+  for (auto& worker : workers) worker->request_shutdown();
+  {
+    std::unique_lock lock(shutdown.mutex);
+    const auto deadline = std::chrono::steady_clock::now() + runtime_.config->server.shutdown_timeout;
+    if (!shutdown.workers_done.wait_until(lock, deadline, [&] { return shutdown.running == 0; })) {
+      LOG_WARN("shutdown_timeout reached with requests in flight: closing them");
+      for (auto& worker : workers) worker->force_stop();
+    }
+  }
+  for (auto& thread : threads) thread.join();
+  workers.clear();
+  LOG_INFO("stopped");
+  return 0;
+}
+
+}  // namespace proxy

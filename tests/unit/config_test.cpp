@@ -1,0 +1,736 @@
+// Tests for proxy/config_values.h (value syntaxes) and proxy/config.h (load_config).
+// Error fixtures live in tests/unit/data/config/, one file per class of error; the expected
+// messages are exact because operators (and scripts) read them.
+#include "proxy/config.h"
+
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <openssl/ssl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "proxy/config_values.h"
+
+namespace proxy {
+namespace {
+
+using namespace std::chrono_literals;
+using Strings = std::vector<std::string>;
+
+std::string fixture(const std::string& name) {
+  return std::string(CMSFRONT_TEST_DATA) + "/config/" + name;
+}
+
+// The formatted errors of loading fixture `name`, with the fixture directory cut off so that
+// expectations read "name.toml:line:column: message".
+Strings load_errors(const std::string& name, const ConfigLoadOptions& options = {}) {
+  const std::string path = fixture(name);
+  const auto result = load_config(path, options);
+  EXPECT_EQ(result.config == nullptr, !result.errors.empty()) << name;
+  Strings out;
+  for (const auto& error : result.errors) {
+    std::string text = error.format();
+    EXPECT_EQ(text.rfind(path + ":", 0), 0u) << text;
+    out.push_back(name + text.substr(path.size()));
+  }
+  return out;
+}
+
+std::string duration_error(std::string_view text) { return parse_duration(text).error; }
+std::string size_error(std::string_view text) { return parse_size(text).error; }
+std::string address_error(std::string_view text) { return parse_socket_address(text).error; }
+std::string url_error(std::string_view text) { return parse_backend_url(text).error; }
+
+int port_of(const SocketAddress& address) {
+  if (address.storage.ss_family == AF_INET) {
+    return ntohs(reinterpret_cast<const sockaddr_in&>(address.storage).sin_port);
+  }
+  return ntohs(reinterpret_cast<const sockaddr_in6&>(address.storage).sin6_port);
+}
+
+// ---- value parsers ---------------------------------------------------------------------------
+
+TEST(ParseDuration, AcceptsEveryUnitAndCombinationsLargestFirst) {
+  EXPECT_EQ(parse_duration("250ms").value, Duration(250));
+  EXPECT_EQ(parse_duration("5s").value, Duration(5s));
+  EXPECT_EQ(parse_duration("4m").value, Duration(4min));
+  EXPECT_EQ(parse_duration("1h").value, Duration(1h));
+  EXPECT_EQ(parse_duration("2d").value, Duration(48h));
+  EXPECT_EQ(parse_duration("1h30m").value, Duration(90min));
+  EXPECT_EQ(parse_duration("1m30s500ms").value, Duration(90500));
+  EXPECT_EQ(parse_duration("0").value, Duration(0));
+  EXPECT_EQ(parse_duration("0s").value, Duration(0));
+  EXPECT_TRUE(parse_duration("300s").error.empty());
+}
+
+TEST(ParseDuration, RejectsMalformedTextWithAReason) {
+  EXPECT_EQ(duration_error(""), "invalid duration '': empty");
+  EXPECT_EQ(duration_error("-5s"), "invalid duration '-5s': negative durations are not allowed");
+  EXPECT_EQ(duration_error("30"),
+            "invalid duration '30': missing unit (expected ms, s, m, h or d)");
+  EXPECT_EQ(duration_error("5x"),
+            "invalid duration '5x': unknown unit 'x' (expected ms, s, m, h or d)");
+  EXPECT_EQ(duration_error("5S"),
+            "invalid duration '5S': unknown unit 'S' (expected ms, s, m, h or d)");
+  EXPECT_EQ(duration_error("30s1m"),
+            "invalid duration '30s1m': each unit may appear once, largest first (e.g. 1h30m)");
+  EXPECT_EQ(duration_error("1s1s"),
+            "invalid duration '1s1s': each unit may appear once, largest first (e.g. 1h30m)");
+  EXPECT_EQ(duration_error("1.5s"),
+            "invalid duration '1.5s': unexpected character '.' (whole numbers only)");
+  EXPECT_EQ(duration_error("5 s"),
+            "invalid duration '5 s': unexpected character ' ' (whole numbers only)");
+  EXPECT_EQ(duration_error("s"),
+            "invalid duration 's': unexpected character 's' "
+            "(expected a whole number and a unit, e.g. 30s)");
+  EXPECT_EQ(duration_error("+5s"),
+            "invalid duration '+5s': unexpected character '+' "
+            "(expected a whole number and a unit, e.g. 30s)");
+}
+
+TEST(ParseDuration, RejectsTotalsBeyondSixtyFourBitMilliseconds) {
+  EXPECT_EQ(duration_error("99999999999999999999ms"),
+            "invalid duration '99999999999999999999ms': too large");
+  EXPECT_EQ(duration_error("9223372036854775807d"),
+            "invalid duration '9223372036854775807d': too large");
+  EXPECT_EQ(duration_error("106751991168d"), "invalid duration '106751991168d': too large");
+  EXPECT_TRUE(parse_duration("106751991167d1h"));
+  EXPECT_EQ(parse_duration("9223372036854775807ms").value,
+            Duration(std::numeric_limits<Duration::rep>::max()));
+}
+
+TEST(ParseSize, AcceptsPlainBytesAndDecimalAndBinaryUnits) {
+  EXPECT_EQ(parse_size("0").value, 0u);
+  EXPECT_EQ(parse_size("512").value, 512u);
+  EXPECT_EQ(parse_size("512B").value, 512u);
+  EXPECT_EQ(parse_size("1KB").value, 1000u);
+  EXPECT_EQ(parse_size("3MB").value, 3'000'000u);
+  EXPECT_EQ(parse_size("64KiB").value, 65536u);
+  EXPECT_EQ(parse_size("1MiB").value, 1048576u);
+  EXPECT_EQ(parse_size("2GiB").value, 2147483648u);
+  EXPECT_EQ(parse_size("1TiB").value, std::uint64_t{1} << 40);
+}
+
+TEST(ParseSize, RejectsJunkNegativeAndOverflow) {
+  EXPECT_EQ(size_error(""), "invalid size '': empty");
+  EXPECT_EQ(size_error("-1"), "invalid size '-1': negative sizes are not allowed");
+  EXPECT_EQ(size_error("KiB"), "invalid size 'KiB': expected a whole number of bytes, e.g. 64KiB");
+  EXPECT_EQ(size_error("64kib"),
+            "invalid size '64kib': unknown unit 'kib' "
+            "(expected B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)");
+  EXPECT_EQ(size_error("1.5GiB"),
+            "invalid size '1.5GiB': expected a whole number and an optional unit, e.g. 64KiB");
+  EXPECT_EQ(size_error("18446744073709551616"), "invalid size '18446744073709551616': too large");
+  EXPECT_EQ(size_error("16777216TiB"), "invalid size '16777216TiB': too large");
+  EXPECT_EQ(parse_size("18446744073709551615").value, std::numeric_limits<std::uint64_t>::max());
+}
+
+TEST(ParseSocketAddress, AcceptsNumericIpv4AndBracketedIpv6) {
+  const auto v4 = parse_socket_address("0.0.0.0:443");
+  ASSERT_TRUE(v4) << v4.error;
+  EXPECT_EQ(v4.value->storage.ss_family, AF_INET);
+  EXPECT_EQ(v4.value->length, sizeof(sockaddr_in));
+  EXPECT_EQ(port_of(*v4.value), 443);
+  EXPECT_EQ(v4.value->text, "0.0.0.0:443");
+
+  const auto v6 = parse_socket_address("[::1]:8443");
+  ASSERT_TRUE(v6) << v6.error;
+  EXPECT_EQ(v6.value->storage.ss_family, AF_INET6);
+  EXPECT_EQ(v6.value->length, sizeof(sockaddr_in6));
+  EXPECT_EQ(port_of(*v6.value), 8443);
+  EXPECT_TRUE(parse_socket_address("[::]:443"));
+  EXPECT_TRUE(parse_socket_address("127.0.0.1:65535"));
+}
+
+TEST(ParseSocketAddress, RejectsNamesPortZeroAndUnbracketedIpv6) {
+  EXPECT_EQ(address_error("localhost:80"),
+            "invalid address 'localhost:80': 'localhost' is not a "
+            "numeric IP address (listeners take no host names)");
+  EXPECT_EQ(address_error("127.0.0.1:0"),
+            "invalid address '127.0.0.1:0': port must be a number from 1 to 65535");
+  EXPECT_EQ(address_error("127.0.0.1:65536"),
+            "invalid address '127.0.0.1:65536': port must be a number from 1 to 65535");
+  EXPECT_EQ(address_error("127.0.0.1:"),
+            "invalid address '127.0.0.1:': port must be a number from 1 to 65535");
+  EXPECT_EQ(address_error("127.0.0.1"),
+            "invalid address '127.0.0.1': expected IPv4:port or [IPv6]:port");
+  EXPECT_EQ(address_error(""), "invalid address '': expected IPv4:port or [IPv6]:port");
+  EXPECT_EQ(address_error("::1:443"),
+            "invalid address '::1:443': write IPv6 addresses in brackets, e.g. [::]:443");
+  EXPECT_EQ(address_error("[::1:443"),
+            "invalid address '[::1:443': expected IPv4:port or [IPv6]:port");
+  EXPECT_EQ(address_error("[127.0.0.1]:443"),
+            "invalid address '[127.0.0.1]:443': '127.0.0.1' is not a numeric IP address "
+            "(listeners take no host names)");
+}
+
+TEST(ParseBackendUrl, DefaultsToPort80AndKeepsNumericAddresses) {
+  const auto plain = parse_backend_url("http://127.0.0.1");
+  ASSERT_TRUE(plain) << plain.error;
+  EXPECT_EQ(plain.value->url, "http://127.0.0.1");
+  EXPECT_EQ(plain.value->host_port, "127.0.0.1:80");
+  EXPECT_EQ(port_of(plain.value->address), 80);
+
+  const auto v6 = parse_backend_url("http://[::1]:8246/");
+  ASSERT_TRUE(v6) << v6.error;
+  EXPECT_EQ(v6.value->host_port, "[::1]:8246");
+  EXPECT_EQ(v6.value->address.storage.ss_family, AF_INET6);
+  EXPECT_EQ(port_of(v6.value->address), 8246);
+}
+
+TEST(ParseBackendUrl, ResolvesHostNamesToTheFirstAddress) {
+  const auto local = parse_backend_url("http://localhost:8246");
+  ASSERT_TRUE(local) << local.error;
+  EXPECT_EQ(local.value->host_port, "localhost:8246");
+  EXPECT_GT(local.value->address.length, 0u);
+  EXPECT_EQ(port_of(local.value->address), 8246);
+
+  const auto unresolved = parse_backend_url("http://localhost:8246", false);
+  ASSERT_TRUE(unresolved) << unresolved.error;
+  EXPECT_EQ(unresolved.value->address.length, 0u);
+}
+
+TEST(ParseBackendUrl, ReportsAHostThatDoesNotResolve) {
+  const auto error = url_error("http://no-such-host.invalid:80");
+  EXPECT_EQ(error.rfind("cannot resolve backend host 'no-such-host.invalid': ", 0), 0u) << error;
+}
+
+TEST(ParseBackendUrl, RefusesHttpsPathsAndAnythingButHttp) {
+  EXPECT_EQ(
+      url_error("https://127.0.0.1:8443"),
+      "unsupported backend URL 'https://127.0.0.1:8443': https backends are not supported yet");
+  EXPECT_EQ(url_error("http://127.0.0.1:8246/reqmgr2"),
+            "invalid backend URL 'http://127.0.0.1:8246/reqmgr2': a path is not allowed (use the "
+            "route's rewrite)");
+  EXPECT_EQ(url_error("http://127.0.0.1:8246?x"),
+            "invalid backend URL 'http://127.0.0.1:8246?x': a query or fragment is not allowed");
+  EXPECT_EQ(url_error("ftp://127.0.0.1"),
+            "invalid backend URL 'ftp://127.0.0.1': expected http://host:port");
+  EXPECT_EQ(url_error("127.0.0.1:8246"),
+            "invalid backend URL '127.0.0.1:8246': expected http://host:port");
+  EXPECT_EQ(url_error("http://user@127.0.0.1"),
+            "invalid backend URL 'http://user@127.0.0.1': user info is not allowed");
+  EXPECT_EQ(url_error("http://:80"), "invalid backend URL 'http://:80': missing or malformed host");
+  EXPECT_EQ(url_error("http://127.0.0.1:0"),
+            "invalid backend URL 'http://127.0.0.1:0': port must be a number from 1 to 65535");
+  EXPECT_EQ(url_error("http://::1:80"),
+            "invalid backend URL 'http://::1:80': write IPv6 "
+            "addresses in brackets, e.g. http://[::1]:8080");
+  EXPECT_EQ(url_error("http://[localhost]:80"),
+            "invalid backend URL 'http://[localhost]:80': 'localhost' is not an IPv6 address");
+  EXPECT_EQ(url_error("http://bad_host:80"),
+            "invalid backend URL 'http://bad_host:80': 'bad_host' is not a valid host name");
+}
+
+// ---- load_config: valid files ------------------------------------------------------------------
+
+TEST(ConfigError, FormatsAsFileLineColumnMessage) {
+  const ConfigError error{{"/etc/cmsfront.toml", 12, 7}, "unknown key 'x' in [server]"};
+  EXPECT_EQ(error.location.format(), "/etc/cmsfront.toml:12:7");
+  EXPECT_EQ(error.format(), "/etc/cmsfront.toml:12:7: unknown key 'x' in [server]");
+}
+
+TEST(LoadConfig, MinimalFileGetsEveryDefault) {
+  const auto result = load_config(fixture("minimal.toml"));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  ASSERT_NE(result.config, nullptr);
+  const Config& config = *result.config;
+  EXPECT_EQ(config.source_file, fixture("minimal.toml"));
+  EXPECT_EQ(config.server.workers, std::max(1u, std::thread::hardware_concurrency()));
+  EXPECT_EQ(config.server.user, "");
+  EXPECT_EQ(config.server.max_connections, 20000u);
+  EXPECT_EQ(config.server.shutdown_timeout, Duration(30s));
+  ASSERT_EQ(config.listeners.size(), 1u);
+  EXPECT_EQ(config.listeners[0].address.text, "127.0.0.1:8080");
+  EXPECT_EQ(config.listeners[0].tls, "");
+  EXPECT_FALSE(config.listeners[0].redirect_to_https);
+  EXPECT_TRUE(config.tls.empty());
+  EXPECT_EQ(config.limits.header_size, 65536u);
+  EXPECT_EQ(config.limits.header_count, 100u);
+  EXPECT_EQ(config.limits.body_size, 0u);
+  EXPECT_EQ(config.limits.header_timeout, Duration(20s));
+  EXPECT_EQ(config.limits.idle_timeout, Duration(75s));
+  EXPECT_EQ(config.limits.handshake_timeout, Duration(10s));
+  EXPECT_EQ(config.limits.body_timeout, Duration(60s));
+  ASSERT_EQ(config.backends.size(), 1u);
+  const BackendSettings& app = config.backends[0];
+  EXPECT_EQ(app.name, "app");
+  ASSERT_EQ(app.servers.size(), 1u);
+  EXPECT_EQ(app.servers[0].host_port, "127.0.0.1:8246");
+  EXPECT_EQ(app.max_connections, 32u);
+  EXPECT_EQ(app.max_queue, 1000u);
+  EXPECT_EQ(app.queue_timeout, Duration(10s));
+  EXPECT_EQ(app.connect_timeout, Duration(5s));
+  EXPECT_EQ(app.response_timeout, Duration(300s));
+  EXPECT_EQ(app.idle_timeout, Duration(60s));
+  EXPECT_EQ(app.balance, Balance::round_robin);
+  ASSERT_EQ(config.routes.size(), 1u);
+  const routes::RouteRule& rule = config.routes.rule(0);
+  EXPECT_EQ(rule.name, "route1");
+  EXPECT_EQ(rule.path_prefix, "/app");
+  EXPECT_EQ(rule.match_regex, "");
+  EXPECT_FALSE(rule.rewrite.has_value());
+  EXPECT_EQ(rule.backend_index, 0u);
+  EXPECT_EQ(rule.auth_policy, static_cast<std::size_t>(AuthPolicy::none));
+}
+
+// Writes a configuration and the certificate/key files it names into a fresh directory.
+class LoadConfigFiles : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string pattern = (std::filesystem::temp_directory_path() / "cmsfront-config-XXXXXX");
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    dir_ = pattern;
+    std::ofstream(dir_ / "cert.pem") << "not parsed by the loader\n";
+    std::ofstream(dir_ / "key.pem") << "not parsed by the loader\n";
+  }
+  void TearDown() override { std::filesystem::remove_all(dir_); }
+
+  std::string write(const std::string& text) {
+    std::string expanded = text;
+    for (std::size_t at = 0; (at = expanded.find("DIR", at)) != std::string::npos;) {
+      expanded.replace(at, 3, dir_.string());
+    }
+    const auto path = (dir_ / "cmsfront.toml").string();
+    std::ofstream(path) << expanded;
+    return path;
+  }
+
+  std::filesystem::path dir_;
+};
+
+constexpr const char* kFullConfig = R"(
+[server]
+workers = 3
+user = "cmsweb"
+max_connections = 500
+shutdown_timeout = "1m30s"
+
+[[listener]]
+address = "[::1]:8443"
+tls = "main"
+
+[[listener]]
+address = "127.0.0.1:8080"
+redirect_to_https = true
+
+[tls.main]
+certificate = "DIR/cert.pem"
+key = "DIR/key.pem"
+protocols = ["TLSv1.3"]
+
+[tls.spare]
+certificate = "DIR/cert.pem"
+key = "DIR/key.pem"
+
+[limits]
+header_size = "32KiB"
+header_count = 50
+body_size = "2GiB"
+header_timeout = "5s"
+idle_timeout = "1m"
+handshake_timeout = "3s"
+body_timeout = "250ms"
+
+[backend.zeta]
+servers = ["http://127.0.0.1:9000", "http://localhost"]
+max_connections = 4
+max_queue = 0
+queue_timeout = "2s"
+connect_timeout = "1s"
+response_timeout = "1h"
+idle_timeout = "30s"
+balance = "random"
+protocol = "http/1.1"
+
+[backend.alpha]
+servers = ["http://[::1]:9001/"]
+balance = "least-connections"
+
+[[route]]
+path = "/z"
+backend = "zeta"
+
+[[route]]
+name = "couch"
+match = "^/a(/.*)?$"
+query = true
+rewrite = "$1"
+backend = "alpha"
+auth = "none"
+)";
+
+TEST_F(LoadConfigFiles, FullFileSetsEveryValue) {
+  const auto result = load_config(write(kFullConfig));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  const Config& config = *result.config;
+  EXPECT_EQ(config.server.workers, 3u);
+  EXPECT_EQ(config.server.user, "cmsweb");
+  EXPECT_EQ(config.server.max_connections, 500u);
+  EXPECT_EQ(config.server.shutdown_timeout, Duration(90s));
+
+  ASSERT_EQ(config.listeners.size(), 2u);
+  EXPECT_EQ(config.listeners[0].address.text, "[::1]:8443");
+  EXPECT_EQ(config.listeners[0].tls, "main");
+  EXPECT_TRUE(config.listeners[1].redirect_to_https);
+
+  ASSERT_EQ(config.tls.size(), 2u);
+  const TlsProfile& main = config.tls.at("main");
+  EXPECT_EQ(main.name, "main");
+  EXPECT_EQ(main.certificate, (dir_ / "cert.pem").string());
+  EXPECT_EQ(main.key, (dir_ / "key.pem").string());
+  EXPECT_EQ(main.certificate_location.format(), (dir_ / "cmsfront.toml").string() + ":17:15");
+  EXPECT_EQ(main.key_location.format(), (dir_ / "cmsfront.toml").string() + ":18:7");
+  EXPECT_EQ(main.min_protocol, TLS1_3_VERSION);
+  EXPECT_EQ(main.max_protocol, TLS1_3_VERSION);
+  EXPECT_EQ(main.alpn, Strings{"http/1.1"});
+  EXPECT_EQ(config.tls.at("spare").min_protocol, TLS1_2_VERSION);
+  EXPECT_EQ(config.tls.at("spare").max_protocol, TLS1_3_VERSION);
+
+  EXPECT_EQ(config.limits.header_size, 32768u);
+  EXPECT_EQ(config.limits.header_count, 50u);
+  EXPECT_EQ(config.limits.body_size, 2147483648u);
+  EXPECT_EQ(config.limits.header_timeout, Duration(5s));
+  EXPECT_EQ(config.limits.idle_timeout, Duration(60s));
+  EXPECT_EQ(config.limits.handshake_timeout, Duration(3s));
+  EXPECT_EQ(config.limits.body_timeout, Duration(250));
+
+  ASSERT_EQ(config.backends.size(), 2u);
+  ASSERT_EQ(config.routes.size(), 2u);
+  const BackendSettings& zeta = config.backends.at(config.routes.rule(0).backend_index);
+  EXPECT_EQ(zeta.name, "zeta");
+  ASSERT_EQ(zeta.servers.size(), 2u);
+  EXPECT_EQ(zeta.servers[1].host_port, "localhost:80");
+  EXPECT_GT(zeta.servers[1].address.length, 0u);
+  EXPECT_EQ(zeta.max_connections, 4u);
+  EXPECT_EQ(zeta.max_queue, 0u);
+  EXPECT_EQ(zeta.queue_timeout, Duration(2s));
+  EXPECT_EQ(zeta.connect_timeout, Duration(1s));
+  EXPECT_EQ(zeta.response_timeout, Duration(1h));
+  EXPECT_EQ(zeta.idle_timeout, Duration(30s));
+  EXPECT_EQ(zeta.balance, Balance::random);
+  const BackendSettings& alpha = config.backends.at(config.routes.rule(1).backend_index);
+  EXPECT_EQ(alpha.name, "alpha");
+  EXPECT_EQ(alpha.balance, Balance::least_connections);
+  EXPECT_EQ(alpha.servers.at(0).host_port, "[::1]:9001");
+
+  const routes::RouteRule& couch = config.routes.rule(1);
+  EXPECT_EQ(config.routes.rule(0).name, "route1");
+  EXPECT_EQ(couch.name, "couch");
+  EXPECT_EQ(couch.match_regex, "^/a(/.*)?$");
+  EXPECT_TRUE(couch.match_query);
+  EXPECT_EQ(couch.rewrite, "$1");
+}
+
+TEST_F(LoadConfigFiles, EmptyFileNeedsListenersAndRoutes) {
+  const std::string path = write("");
+  const auto result = load_config(path);
+  ASSERT_EQ(result.errors.size(), 2u);
+  EXPECT_EQ(result.errors[0].format(), path + ":0:0: at least one [[listener]] is required");
+  EXPECT_EQ(result.errors[1].format(), path + ":0:0: at least one [[route]] is required");
+}
+
+TEST_F(LoadConfigFiles, UnusedTlsProfileIsStillChecked) {
+  const std::string path = write(R"([[listener]]
+address = "127.0.0.1:8080"
+[tls.unused]
+certificate = "DIR/cert.pem"
+key = "DIR/missing.pem"
+[backend.app]
+servers = ["http://127.0.0.1:8246"]
+[[route]]
+path = "/"
+backend = "app"
+)");
+  const auto result = load_config(path);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].format(), path + ":5:7: cannot read key file '" +
+                                           (dir_ / "missing.pem").string() +
+                                           "': No such file or directory");
+  EXPECT_TRUE(load_config(path, {.check_files = false}).errors.empty());
+}
+
+TEST_F(LoadConfigFiles, CertificateMustBeARegularFile) {
+  const std::string path = write(R"([[listener]]
+address = "127.0.0.1:8443"
+tls = "main"
+[tls.main]
+certificate = "DIR"
+key = "DIR/key.pem"
+[backend.app]
+servers = ["http://127.0.0.1:8246"]
+[[route]]
+path = "/"
+backend = "app"
+)");
+  const auto result = load_config(path);
+  ASSERT_EQ(result.errors.size(), 1u);
+  EXPECT_EQ(result.errors[0].format(), path + ":5:15: cannot read certificate file '" +
+                                           dir_.string() + "': not a regular file");
+}
+
+// ---- the shipped example ---------------------------------------------------------------------
+
+const std::string kExample = std::string(CMSFRONT_SOURCE_DIR) + "/etc/cmsfront.toml";
+
+TEST(ExampleConfiguration, LoadsWhenFilesAndHostsAreNotChecked) {
+  const auto result = load_config(kExample, {.check_files = false, .resolve_backends = false});
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  const Config& config = *result.config;
+  ASSERT_EQ(config.listeners.size(), 2u);
+  EXPECT_EQ(config.listeners[0].address.text, "0.0.0.0:443");
+  EXPECT_EQ(config.listeners[0].tls, "main");
+  EXPECT_EQ(config.listeners[1].address.text, "0.0.0.0:80");
+  EXPECT_TRUE(config.listeners[1].redirect_to_https);
+  EXPECT_EQ(config.tls.at("main").certificate, "/etc/grid-security/hostcert.pem");
+  EXPECT_EQ(config.tls.at("main").min_protocol, TLS1_2_VERSION);
+  EXPECT_EQ(config.tls.at("main").max_protocol, TLS1_3_VERSION);
+  ASSERT_EQ(config.routes.size(), 2u);
+  const routes::RouteRule& couchdb = config.routes.rule(1);
+  EXPECT_EQ(couchdb.match_regex, "^/couchdb(/.*)?$");
+  EXPECT_EQ(couchdb.rewrite, "$1");
+  EXPECT_EQ(config.backends.at(couchdb.backend_index).name, "couchdb");
+  EXPECT_EQ(config.backends.at(config.routes.rule(0).backend_index).name, "reqmgr2");
+}
+
+// Where `needle` starts in `file`, as "line:column" (1-based), or "" when absent.
+std::string position_of(const std::string& file, const std::string& needle) {
+  std::ifstream in(file);
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const auto column = line.find(needle);
+    if (column != std::string::npos) {
+      return std::to_string(number) + ":" + std::to_string(column + 1);
+    }
+  }
+  return "";
+}
+
+TEST(ExampleConfiguration, ReportsTheUnreadableCertificateWithItsPosition) {
+  if (::access("/etc/grid-security/hostcert.pem", R_OK) == 0) {
+    GTEST_SKIP() << "this machine has a host certificate";
+  }
+  const auto result = load_config(kExample, {.check_files = true, .resolve_backends = false});
+  ASSERT_FALSE(result.errors.empty());
+  EXPECT_EQ(result.config, nullptr);
+  const std::string where = position_of(kExample, "\"/etc/grid-security/hostcert.pem\"");
+  ASSERT_NE(where, "");
+  EXPECT_EQ(result.errors[0].format(),
+            kExample + ":" + where +
+                ": cannot read certificate file '/etc/grid-security/hostcert.pem': No such file "
+                "or directory");
+}
+
+// ---- load_config: one fixture per class of error ----------------------------------------------
+
+TEST(LoadConfigErrors, UnreadableConfigurationFile) {
+  EXPECT_EQ(
+      load_errors("does-not-exist.toml"),
+      Strings{"does-not-exist.toml:0:0: cannot read configuration: No such file or directory"});
+  const auto directory = load_config(CMSFRONT_TEST_DATA);
+  ASSERT_EQ(directory.errors.size(), 1u);
+  EXPECT_EQ(directory.errors[0].format(),
+            std::string(CMSFRONT_TEST_DATA) + ":0:0: cannot read configuration: Is a directory");
+}
+
+TEST(LoadConfigErrors, SyntaxError) {
+  EXPECT_EQ(load_errors("syntax_error.toml"),
+            Strings{"syntax_error.toml:3:15: Error while parsing string: unescaped control "
+                    "characters other than TAB (U+0009) are explicitly prohibited"});
+}
+
+TEST(LoadConfigErrors, UnknownKey) {
+  EXPECT_EQ(load_errors("unknown_key.toml"),
+            (Strings{
+                "unknown_key.toml:2:1: unknown key 'worker' in [server]",
+                "unknown_key.toml:4:2: unknown key 'metrics' at the top level",
+                "unknown_key.toml:12:1: unknown key 'timeout' in [backend.app]",
+                "unknown_key.toml:15:1: unknown key 'paht' in [[route]]",
+            }));
+}
+
+TEST(LoadConfigErrors, WrongType) {
+  EXPECT_EQ(load_errors("wrong_type.toml"),
+            (Strings{
+                "wrong_type.toml:2:11: 'workers' must be an integer",
+                "wrong_type.toml:3:19: 'max_connections' must be an integer",
+                "wrong_type.toml:7:21: 'redirect_to_https' must be a boolean (true or false)",
+                "wrong_type.toml:10:11: 'servers' must be an array of strings",
+                "wrong_type.toml:13:37: 'servers' must be an array of strings",
+                "wrong_type.toml:18:9: 'query' must be a boolean (true or false)",
+            }));
+}
+
+TEST(LoadConfigErrors, BadDuration) {
+  EXPECT_EQ(load_errors("bad_duration.toml"),
+            (Strings{
+                "bad_duration.toml:2:20: 'shutdown_timeout': invalid duration '30': missing unit "
+                "(expected ms, s, m, h or d)",
+                "bad_duration.toml:5:18: 'header_timeout': invalid duration '5x': unknown unit "
+                "'x' (expected ms, s, m, h or d)",
+                "bad_duration.toml:6:16: 'idle_timeout': invalid duration '-1s': negative "
+                "durations are not allowed",
+                "bad_duration.toml:7:16: 'body_timeout' must be greater than 0",
+                "bad_duration.toml:8:21: 'handshake_timeout' must be a duration string such as "
+                "\"30s\"",
+                "bad_duration.toml:15:20: 'response_timeout': invalid duration '5m1h': each unit "
+                "may appear once, largest first (e.g. 1h30m)",
+                "bad_duration.toml:16:19: 'connect_timeout': invalid duration '1.5s': unexpected "
+                "character '.' (whole numbers only)",
+            }));
+}
+
+TEST(LoadConfigErrors, BadSize) {
+  EXPECT_EQ(load_errors("bad_size.toml"),
+            (Strings{
+                "bad_size.toml:2:15: 'header_size': invalid size '64kib': unknown unit 'kib' "
+                "(expected B, KB, MB, GB, TB, KiB, MiB, GiB or TiB)",
+                "bad_size.toml:3:13: 'body_size' must not be negative",
+            }));
+  EXPECT_EQ(load_errors("small_header_size.toml"),
+            (Strings{
+                "small_header_size.toml:2:15: 'header_size' must be at least 1024 bytes",
+                "small_header_size.toml:3:13: 'body_size': invalid size '10 MiB': expected a "
+                "whole number and an optional unit, e.g. 64KiB",
+            }));
+}
+
+TEST(LoadConfigErrors, BadAddress) {
+  EXPECT_EQ(load_errors("bad_address.toml"),
+            (Strings{
+                "bad_address.toml:2:11: invalid address 'localhost:80': 'localhost' is not a "
+                "numeric IP address (listeners take no host names)",
+                "bad_address.toml:5:11: invalid address '0.0.0.0:0': port must be a number from 1 "
+                "to 65535",
+                "bad_address.toml:8:11: invalid address '::1:443': write IPv6 addresses in "
+                "brackets, e.g. [::]:443",
+                "bad_address.toml:14:11: duplicate listener address '[::1]:8443'",
+                "bad_address.toml:18:3: unsupported backend URL 'https://127.0.0.1:8443': https "
+                "backends are not supported yet",
+                "bad_address.toml:19:3: invalid backend URL 'http://127.0.0.1:8246/app': a path "
+                "is not allowed (use the route's rewrite)",
+                "bad_address.toml:20:3: invalid backend URL 'ftp://127.0.0.1': expected "
+                "http://host:port",
+            }));
+}
+
+TEST(LoadConfigErrors, UnknownBackend) {
+  EXPECT_EQ(load_errors("unknown_backend.toml"),
+            Strings{"unknown_backend.toml:9:11: unknown backend 'reqmgr'"});
+}
+
+TEST(LoadConfigErrors, UnknownTlsProfile) {
+  EXPECT_EQ(load_errors("unknown_tls.toml", {.check_files = false}),
+            Strings{"unknown_tls.toml:3:7: unknown tls profile 'mian'"});
+}
+
+TEST(LoadConfigErrors, UnreadableCertificateAndKey) {
+  EXPECT_EQ(load_errors("unreadable_tls_files.toml"),
+            (Strings{
+                "unreadable_tls_files.toml:6:15: cannot read certificate file "
+                "'/nonexistent/cmsfront-test/hostcert.pem': No such file or directory",
+                "unreadable_tls_files.toml:7:7: cannot read key file "
+                "'/nonexistent/cmsfront-test/hostkey.pem': No such file or directory",
+            }));
+  EXPECT_EQ(load_errors("unreadable_tls_files.toml", {.check_files = false}), Strings{});
+}
+
+// The message comes from routes::RouteTable (PCRE2's wording); the loader adds the position of
+// each bad 'match', all of them, not only the first.
+TEST(LoadConfigErrors, BadRegex) {
+  EXPECT_EQ(load_errors("bad_regex.toml"),
+            (Strings{
+                "bad_regex.toml:8:9: invalid regex '^/couchdb(/.*$': missing closing parenthesis "
+                "at offset 14",
+                "bad_regex.toml:18:9: invalid regex '[z-a]': range out of order in character "
+                "class at offset 3",
+            }));
+}
+
+TEST(LoadConfigErrors, MissingRequiredKey) {
+  EXPECT_EQ(load_errors("missing_required.toml", {.check_files = false}),
+            (Strings{
+                "missing_required.toml:1:1: missing required key 'address' in [[listener]]",
+                "missing_required.toml:4:1: missing required key 'key' in [tls.main]",
+                "missing_required.toml:7:1: missing required key 'servers' in [backend.app]",
+                "missing_required.toml:10:1: missing required key 'backend' in [[route]]",
+                "missing_required.toml:13:1: missing required key 'path' or 'match' in [[route]]",
+            }));
+  EXPECT_EQ(load_errors("missing_sections.toml"),
+            (Strings{
+                "missing_sections.toml:0:0: at least one [[listener]] is required",
+                "missing_sections.toml:0:0: at least one [[route]] is required",
+            }));
+}
+
+TEST(LoadConfigErrors, BadEnumValue) {
+  EXPECT_EQ(load_errors("bad_enum.toml", {.check_files = false}),
+            (Strings{
+                "bad_enum.toml:8:14: unsupported TLS protocol 'TLSv1.1' (expected TLSv1.2 or "
+                "TLSv1.3)",
+                "bad_enum.toml:9:9: h2 is not supported yet",
+                "bad_enum.toml:9:27: unsupported ALPN protocol 'spdy/3' (expected http/1.1)",
+                "bad_enum.toml:13:11: balance = 'affinity' is not supported yet",
+                "bad_enum.toml:14:12: protocol = 'h2c' is not supported yet",
+                "bad_enum.toml:18:11: 'balance' must be one of round-robin, least-connections, "
+                "random (got 'fastest')",
+                "bad_enum.toml:19:12: 'protocol' must be http/1.1 (got 'http/2')",
+                "bad_enum.toml:24:8: auth = 'cert' needs grid authentication, which is not built "
+                "yet",
+                "bad_enum.toml:29:8: 'auth' must be one of none, cert, cert+limited-proxy, "
+                "optional (got 'everyone')",
+            }));
+}
+
+TEST(LoadConfigErrors, MultipleErrorsAreAllReportedInFileOrder) {
+  EXPECT_EQ(load_errors("multiple_errors.toml"),
+            (Strings{
+                "multiple_errors.toml:5:13: 'max_queue' must be at least 0",
+                "multiple_errors.toml:8:8: 'path' must start with '/'",
+                "multiple_errors.toml:12:11: invalid address '127.0.0.1:99999': port must be a "
+                "number from 1 to 65535",
+                "multiple_errors.toml:15:16: 'header_count' must be at least 1",
+                "multiple_errors.toml:18:11: 'servers' must not be empty",
+                "multiple_errors.toml:21:1: unknown key 'colour' in [server]",
+            }));
+}
+
+TEST_F(LoadConfigFiles, RouteKeyConflictsAreReported) {
+  const std::string path = write(R"([[listener]]
+address = "127.0.0.1:8080"
+tls = "main"
+redirect_to_https = true
+[tls.main]
+certificate = "DIR/cert.pem"
+key = "DIR/key.pem"
+[backend.app]
+servers = ["http://127.0.0.1:8246"]
+[[route]]
+path = "/a"
+match = "^/a"
+backend = "app"
+[[route]]
+path = "/b"
+query = true
+backend = "app"
+)");
+  Strings errors;
+  for (const auto& error : load_config(path).errors) errors.push_back(error.format());
+  EXPECT_EQ(errors,
+            (Strings{
+                path + ":4:21: 'redirect_to_https' is only valid on a plain listener (this one "
+                       "has 'tls')",
+                path + ":12:9: a route takes either 'path' or 'match', not both",
+                path + ":16:9: 'query' is only valid with 'match'",
+            }));
+}
+
+}  // namespace
+}  // namespace proxy
