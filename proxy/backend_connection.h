@@ -20,7 +20,9 @@ class PoolWaiter;
 
 class BackendConnection final : public Retirable {
  public:
-  enum class State : std::uint8_t { connecting, idle, busy, closed };
+  // closing: we half-closed it and wait for the backend to close its side; it still counts
+  // against the quota, so the backend never sees more than max_connections sockets at once.
+  enum class State : std::uint8_t { connecting, idle, busy, closing, closed };
 
   BackendConnection(std::size_t server, BufferEventPtr bev)
       : server_(server), bev_(std::move(bev)) {}

@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include <cstdlib>
 
@@ -17,6 +18,8 @@ using Clock = std::chrono::steady_clock;
 // A refused server in a group of several is skipped this long, so requests go to the others
 // instead of each paying a failed connect first.
 constexpr auto kServerDownPeriod = std::chrono::seconds(2);
+// How long a half-closed connection waits for the backend's FIN before it is dropped anyway.
+constexpr auto kCloseWait = std::chrono::milliseconds(2000);
 
 }  // namespace
 
@@ -28,6 +31,7 @@ BackendPool::BackendPool(Worker& worker, const BackendSettings& settings,
       queued_(queued),
       idle_(settings.servers.size()),
       busy_(settings.servers.size(), 0),
+      closing_(settings.servers.size(), 0),
       down_until_(settings.servers.size()),
       wakeup_(event_new(worker.base(), -1, 0, on_wakeup, this)),
       queue_timer_(evtimer_new(worker.base(), on_queue_timer, this)) {
@@ -57,15 +61,14 @@ BackendPool::Acquired BackendPool::acquire(PoolWaiter& waiter, bool fresh_only) 
   waiter.attempts_ = 0;
   if (all_servers_down()) return {nullptr, Failure::backends_down};
   if (queue_head_ == nullptr) {
-    if (!fresh_only) {
-      if (BackendConnection* connection = take_idle()) return {connection, Failure::none};
-    }
-    if (start_connect(waiter)) return {};
+    BackendConnection* ready = nullptr;
+    if (serve(waiter, ready)) return {ready, Failure::none};
   }
   if (queued_.load(std::memory_order_relaxed) >= settings_.max_queue) {
     return {nullptr, Failure::queue_full};
   }
   enqueue(waiter);
+  schedule_dispatch();  // from the loop: retries, and wakes workers holding idle connections
   return {};
 }
 
@@ -88,7 +91,7 @@ void BackendPool::cancel(PoolWaiter& waiter) {
 
 void BackendPool::release(BackendConnection& connection, bool reusable) {
   --busy_[connection.server_];
-  if (!reusable || draining_ || quotas_[connection.server_]->should_yield(worker_.index())) {
+  if (!reusable || draining_ || must_yield(connection.server_)) {
     destroy(connection);
   } else {
     ++connection.responses_;
@@ -124,70 +127,64 @@ bool BackendPool::all_servers_down() const {
   return true;
 }
 
-std::size_t BackendPool::next_server(std::size_t offset) const {
-  return (round_robin_ + offset) % settings_.servers.size();
+std::size_t BackendPool::first_server() const {
+  const std::size_t servers = settings_.servers.size();
+  switch (settings_.balance) {
+    case Balance::random: return static_cast<std::size_t>(std::rand()) % servers;
+    case Balance::least_connections: {
+      std::size_t best = 0;
+      for (std::size_t server = 1; server < servers; ++server) {
+        if (busy_[server] < busy_[best]) best = server;
+      }
+      return best;
+    }
+    case Balance::round_robin: break;
+  }
+  return round_robin_ % servers;
 }
 
-BackendConnection* BackendPool::take_idle() {
+bool BackendPool::serve(PoolWaiter& waiter, BackendConnection*& ready) {
+  // The balancing policy picks the server; its idle connection is reused, else a new one is
+  // opened if the quota allows; only when that server is at its limit (or down) do the
+  // following servers get the request.
+  ready = nullptr;
+  if (draining_) return false;
   const std::size_t servers = settings_.servers.size();
-  std::size_t chosen = servers;
-  if (settings_.balance == Balance::least_connections) {
-    for (std::size_t server = 0; server < servers; ++server) {
-      if (!idle_[server].empty() && (chosen == servers || busy_[server] < busy_[chosen])) {
-        chosen = server;
-      }
+  const std::size_t first = first_server();
+  const auto now = Clock::now();
+  for (std::size_t offset = 0; offset < servers; ++offset) {
+    const std::size_t server = (first + offset) % servers;
+    if (!server_usable(server, now)) continue;
+    if (!waiter.fresh_only_ && !idle_[server].empty()) {
+      round_robin_ = server + 1;
+      ready = take_idle(server);
+      return true;
     }
-  } else {
-    const std::size_t start =
-        settings_.balance == Balance::random ? static_cast<std::size_t>(std::rand()) : 0;
-    for (std::size_t offset = 0; offset < servers && chosen == servers; ++offset) {
-      const std::size_t server = next_server(start + offset);
-      if (!idle_[server].empty()) chosen = server;
+    if (quotas_[server]->try_acquire(worker_.index())) {
+      round_robin_ = server + 1;
+      return start_connect(waiter, server);
     }
   }
-  if (chosen == servers) return nullptr;
-  round_robin_ = chosen + 1;
-  BackendConnection* connection = idle_[chosen].back();
-  idle_[chosen].pop_back();
+  return false;
+}
+
+BackendConnection* BackendPool::take_idle(std::size_t server) {
+  BackendConnection* connection = idle_[server].back();
+  idle_[server].pop_back();
   bufferevent_setcb(connection->bev(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_set_timeouts(connection->bev(), nullptr, nullptr);
   connection->state_ = BackendConnection::State::busy;
-  ++busy_[chosen];
+  ++busy_[server];
   return connection;
 }
 
-bool BackendPool::start_connect(PoolWaiter& waiter) {
-  if (draining_) return false;
-  const std::size_t servers = settings_.servers.size();
-  const auto now = Clock::now();
-  const std::size_t start =
-      settings_.balance == Balance::random ? static_cast<std::size_t>(std::rand()) : 0;
-  std::size_t chosen = servers;
-  if (settings_.balance == Balance::least_connections) {
-    for (std::size_t server = 0; server < servers; ++server) {
-      if (server_usable(server, now) && (chosen == servers || busy_[server] < busy_[chosen]) &&
-          quotas_[server]->open() < quotas_[server]->limit()) {
-        chosen = server;
-      }
-    }
-    if (chosen != servers && !quotas_[chosen]->try_acquire(worker_.index())) chosen = servers;
-  } else {
-    for (std::size_t offset = 0; offset < servers && chosen == servers; ++offset) {
-      const std::size_t server = next_server(start + offset);
-      if (server_usable(server, now) && quotas_[server]->try_acquire(worker_.index())) {
-        chosen = server;
-      }
-    }
-  }
-  if (chosen == servers) return false;
-  round_robin_ = chosen + 1;
-
+bool BackendPool::start_connect(PoolWaiter& waiter, std::size_t server) {
   BufferEventPtr bev(bufferevent_socket_new(worker_.base(), -1, BEV_OPT_CLOSE_ON_FREE));
   if (!bev) {
-    quotas_[chosen]->release(worker_.index());
+    quotas_[server]->release(worker_.index());
     return false;
   }
-  auto owned = std::make_unique<BackendConnection>(chosen, std::move(bev));
+  auto owned = std::make_unique<BackendConnection>(server, std::move(bev));
   BackendConnection& connection = *owned;
   connections_.push_front(std::move(owned));
   connection.position_ = connections_.begin();
@@ -195,12 +192,12 @@ bool BackendPool::start_connect(PoolWaiter& waiter) {
   connection.bound_waiter_ = &waiter;
   waiter.connecting_ = &connection;
   waiter.wait_state_ = PoolWaiter::WaitState::connecting;
-  ++busy_[chosen];
+  ++busy_[server];
 
   const timeval timeout = to_timeval(settings_.connect_timeout);
   bufferevent_set_timeouts(connection.bev(), &timeout, &timeout);
   bufferevent_setcb(connection.bev(), nullptr, nullptr, on_connect_event, &connection);
-  const SocketAddress& address = settings_.servers[chosen].address;
+  const SocketAddress& address = settings_.servers[server].address;
   if (bufferevent_socket_connect(connection.bev(),
                                  reinterpret_cast<const sockaddr*>(&address.storage),
                                  static_cast<int>(address.length)) != 0) {
@@ -249,7 +246,13 @@ void BackendPool::connect_finished(BackendConnection& connection, short events) 
   destroy(connection);
   if (waiter == nullptr) return;
   ++waiter->attempts_;
-  if (waiter->attempts_ < settings_.servers.size() && start_connect(*waiter)) return;
+  if (waiter->attempts_ < settings_.servers.size()) {
+    BackendConnection* ready = nullptr;
+    if (serve(*waiter, ready)) {
+      if (ready != nullptr) waiter->on_backend_ready(*ready);
+      return;
+    }
+  }
   waiter->on_backend_failed(all_servers_down() ? Failure::backends_down
                             : timed_out        ? Failure::backend_connect_timeout
                                                : Failure::backend_connect);
@@ -286,6 +289,56 @@ void BackendPool::destroy(BackendConnection& connection) {
       }
     }
   }
+  if (connection.state_ == BackendConnection::State::connecting ||
+      connection.state_ == BackendConnection::State::closing) {
+    finalize(connection);
+    return;
+  }
+  LOG_DEBUG("backend %s: closing a connection to %s", settings_.name.c_str(),
+            settings_.servers[connection.server_].host_port.c_str());
+  // Half-close and keep the quota slot until the backend has closed its side: releasing it at
+  // once would let a new connection overlap with one the backend still counts.
+  connection.state_ = BackendConnection::State::closing;
+  ++closing_[connection.server_];
+  bufferevent* bev = connection.bev();
+  bufferevent_setcb(bev, on_closing_read, nullptr, on_closing_event, &connection);
+  bufferevent_setwatermark(bev, EV_READ | EV_WRITE, 0, 0);
+  bufferevent_disable(bev, EV_WRITE);
+  evbuffer_drain(bufferevent_get_output(bev), evbuffer_get_length(bufferevent_get_output(bev)));
+  evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+  ::shutdown(bufferevent_getfd(bev), SHUT_WR);
+  const timeval timeout = to_timeval(kCloseWait);
+  bufferevent_set_timeouts(bev, &timeout, nullptr);
+  bufferevent_enable(bev, EV_READ);
+}
+
+void BackendPool::on_closing_read(bufferevent* bev, void*) noexcept {
+  evbuffer* in = bufferevent_get_input(bev);
+  evbuffer_drain(in, evbuffer_get_length(in));
+}
+
+void BackendPool::on_closing_event(bufferevent*, short, void* arg) noexcept {
+  auto& connection = *static_cast<BackendConnection*>(arg);
+  connection.pool_->finalize(connection);
+}
+
+bool BackendPool::must_yield(std::size_t server) const {
+  const ConnectionQuota& quota = *quotas_[server];
+  return quota.should_yield(worker_.index(), quota.held_by(worker_.index()) - closing_[server]);
+}
+
+void BackendPool::yield_idle() {
+  // Another worker starves while this one may sit on idle connections: give one up per server
+  // (its slot comes free once the backend has closed it, and wakes the starving worker).
+  for (std::size_t server = 0; server < idle_.size(); ++server) {
+    if (!idle_[server].empty() && must_yield(server)) destroy(*idle_[server].front());
+  }
+}
+
+void BackendPool::finalize(BackendConnection& connection) {
+  if (connection.state_ == BackendConnection::State::closing) --closing_[connection.server_];
+  LOG_DEBUG("backend %s: connection to %s closed", settings_.name.c_str(),
+            settings_.servers[connection.server_].host_port.c_str());
   connection.state_ = BackendConnection::State::closed;
   bufferevent_setcb(connection.bev(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(connection.bev(), EV_READ | EV_WRITE);
@@ -348,15 +401,12 @@ void BackendPool::on_wakeup(evutil_socket_t, short, void* arg) noexcept {
 void BackendPool::dispatch() {
   while (queue_head_ != nullptr) {
     PoolWaiter& waiter = *queue_head_;
-    if (!waiter.fresh_only_) {
-      if (BackendConnection* connection = take_idle()) {
-        unlink(waiter);
-        waiter.on_backend_ready(*connection);
-        continue;
-      }
-    }
     unlink(waiter);
-    if (start_connect(waiter)) continue;
+    BackendConnection* ready = nullptr;
+    if (serve(waiter, ready)) {
+      if (ready != nullptr) waiter.on_backend_ready(*ready);
+      continue;
+    }
     // No capacity: put it back at the head, keeping its deadline and place.
     waiter.wait_state_ = PoolWaiter::WaitState::queued;
     waiter.next_ = queue_head_;
@@ -373,6 +423,11 @@ void BackendPool::dispatch() {
     break;
   }
   update_starving();
+  if (queue_head_ != nullptr) {
+    for (ConnectionQuota* quota : quotas_) quota->wake_holders(worker_.index());
+  } else {
+    yield_idle();
+  }
 }
 
 void BackendPool::on_queue_timer(evutil_socket_t, short, void* arg) noexcept {

@@ -61,6 +61,8 @@ class BackendPool {
   static void on_connect_event(bufferevent* bev, short events, void* arg) noexcept;
   static void on_idle_read(bufferevent* bev, void* arg) noexcept;
   static void on_idle_event(bufferevent* bev, short events, void* arg) noexcept;
+  static void on_closing_read(bufferevent* bev, void* arg) noexcept;
+  static void on_closing_event(bufferevent* bev, short events, void* arg) noexcept;
   static void on_wakeup(evutil_socket_t, short, void* arg) noexcept;
   static void on_queue_timer(evutil_socket_t, short, void* arg) noexcept;
 
@@ -68,16 +70,22 @@ class BackendPool {
   void dispatch();
   void expire_waiters();
   void schedule_dispatch();
-  bool start_connect(PoolWaiter& waiter);
-  BackendConnection* take_idle();
+  // Finds the waiter a connection: true with `ready` set (use it now), true with `ready` null
+  // (a connection is being opened for it), false (no capacity: it must wait).
+  bool serve(PoolWaiter& waiter, BackendConnection*& ready);
+  std::size_t first_server() const;
+  bool start_connect(PoolWaiter& waiter, std::size_t server);
+  BackendConnection* take_idle(std::size_t server);
   void make_idle(BackendConnection& connection);
-  void destroy(BackendConnection& connection);
+  void destroy(BackendConnection& connection);   // closes gracefully unless never opened
+  void finalize(BackendConnection& connection);  // frees the slot and the object
   void enqueue(PoolWaiter& waiter);
   void unlink(PoolWaiter& waiter);
   void update_starving();
+  bool must_yield(std::size_t server) const;
+  void yield_idle();
   bool server_usable(std::size_t server, std::chrono::steady_clock::time_point now) const;
   bool all_servers_down() const;
-  std::size_t next_server(std::size_t offset) const;
 
   Worker& worker_;
   const BackendSettings& settings_;
@@ -86,6 +94,7 @@ class BackendPool {
   std::list<std::unique_ptr<BackendConnection>> connections_;
   std::vector<std::vector<BackendConnection*>> idle_;  // per server, most recent last
   std::vector<std::size_t> busy_;                       // per server, for least-connections
+  std::vector<unsigned> closing_;                       // per server, half-closed, slot held
   std::vector<std::chrono::steady_clock::time_point> down_until_;
   std::size_t round_robin_ = 0;
   PoolWaiter* queue_head_ = nullptr;

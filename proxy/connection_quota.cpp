@@ -47,13 +47,26 @@ bool ConnectionQuota::others_starving(std::size_t worker) const {
   return count > (self ? 1U : 0U);
 }
 
-bool ConnectionQuota::should_yield(std::size_t worker) const {
+bool ConnectionQuota::should_yield(std::size_t worker, unsigned held) const {
   if (!others_starving(worker)) return false;
-  const auto workers = static_cast<unsigned>(workers_.size());
-  // With fewer slots than workers nobody has a share: connections then rotate between the
-  // workers that need them, one request at a time.
-  const unsigned fair_share = limit_ >= workers ? limit_ / workers : 0;
-  return held_by(worker) > fair_share;
+  // Give a connection up only to a starving worker that holds at least two fewer: the split
+  // converges to shares that differ by at most one, and then stops moving (each move costs the
+  // backend a reconnect). A worker holding nothing while another holds one still gets it.
+  const unsigned mine = held;
+  for (std::size_t other = 0; other < workers_.size(); ++other) {
+    if (other == worker || !workers_[other].starving.load(std::memory_order_acquire)) continue;
+    if (held_by(other) + 1 < mine || (mine == 1 && held_by(other) == 0 && limit_ < workers_.size())) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void ConnectionQuota::wake_holders(std::size_t worker) {
+  std::lock_guard lock(wakeup_mutex_);
+  for (std::size_t index = 0; index < workers_.size(); ++index) {
+    if (index != worker && held_by(index) > 0 && wakeups_[index]) wakeups_[index]();
+  }
 }
 
 void ConnectionQuota::set_wakeup(std::size_t worker, std::function<void()> wakeup) {

@@ -5,7 +5,7 @@
 // connection closes. The counters are atomics: taking a slot happens once per new backend
 // connection, not per request. A worker whose requests wait while the budget is exhausted
 // marks itself starving; a worker that then finishes a request on a pooled connection closes
-// it instead of keeping it when it holds more than its fair share, and every release wakes the
+// it instead of keeping it when a starving worker holds clearly fewer, and every release wakes the
 // starving workers, so one busy worker cannot keep the whole budget while another's queue
 // times out.
 //
@@ -35,9 +35,14 @@ class ConnectionQuota {
   void set_starving(std::size_t worker, bool starving);
   // True when some worker other than `worker` is starving.
   bool others_starving(std::size_t worker) const;
-  // True when `worker` holds more than its fair share while others starve: it should then
-  // close a connection that just became idle rather than keep it.
-  bool should_yield(std::size_t worker) const;
+  // True when a starving worker holds at least two connections fewer than `worker` (or, with
+  // fewer slots than workers, none while `worker` holds one): `worker` should then close a
+  // connection that just became idle rather than keep it.
+  // `held` is what `worker` holds minus the connections it is already closing.
+  bool should_yield(std::size_t worker, unsigned held) const;
+  // Wakes the workers other than `worker` that hold connections, so that one sitting on idle
+  // connections can give one up (called by a starving worker).
+  void wake_holders(std::size_t worker);
 
   // How `worker` is woken up (called from any thread; must be thread-safe, e.g. event_active).
   // Set at start-up, cleared before the worker goes away.

@@ -7,6 +7,7 @@
 
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <variant>
@@ -60,6 +61,9 @@ int main(int argc, char** argv) {
   }
   // Workers share nothing on the request path, but libevent needs locking for the few
   // cross-thread wake-ups (event_active from another worker or from main).
+  if (const char* level = std::getenv("CMSFRONT_DEBUG"); level != nullptr && *level == '1') {
+    proxy::set_log_level(proxy::LogLevel::debug);
+  }
   evthread_use_pthreads();
   std::signal(SIGPIPE, SIG_IGN);
 

@@ -7,7 +7,7 @@
 #   suite again under the sanitizers (without the tests marked `large`).
 #
 # Knobs (environment): CMSFRONT_FUZZ_SECONDS (default 60), CMSFRONT_PYTEST_TIMEOUT (seconds per
-# integration run, default 1800), CMSFRONT_PYTEST_ARGS (extra pytest arguments, e.g. "-k pool"),
+# integration run, default 1200), CMSFRONT_PYTEST_ARGS (extra pytest arguments, e.g. "-k pool"),
 # CMSFRONT_WERROR=0 (let warnings pass, for a local look at the tests; CI keeps the default 1).
 set -euo pipefail
 
@@ -22,7 +22,7 @@ python=/usr/bin/python3
 export PYTHONDONTWRITEBYTECODE=1
 
 fuzz_seconds=${CMSFRONT_FUZZ_SECONDS:-60}
-pytest_timeout=${CMSFRONT_PYTEST_TIMEOUT:-1800}
+pytest_timeout=${CMSFRONT_PYTEST_TIMEOUT:-1200}
 read -r -a pytest_extra <<<"${CMSFRONT_PYTEST_ARGS:-}"
 
 steps=(

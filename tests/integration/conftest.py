@@ -20,14 +20,14 @@ import harness  # noqa: E402
 
 
 def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "large: streams 2 GB through cmsfront (deselect with -m 'not large')")
     # 500 concurrent clients need more descriptors than a default soft limit of 1024 leaves
     # (cmsfront inherits the limit too).
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = 65536 if hard == resource.RLIM_INFINITY else min(hard, 65536)
     if target > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
-    config.addinivalue_line(
-        "markers", "large: streams 2 GB through cmsfront (deselect with -m 'not large')")
 
 
 @pytest.fixture(scope="session")

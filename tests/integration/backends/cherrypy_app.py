@@ -7,10 +7,12 @@ Serves on 127.0.0.1:N with server.thread_pool = 10, and the same app on 127.0.0.
 control requests, whose connections are not counted. Prints one JSON line once both listen.
 
 Counting: every TCP connection cheroot accepts on port N becomes a CountingConnection; the
-count goes up when cheroot creates it and down the first time cheroot closes it, under a lock,
-so `max` is the most connections cheroot held open at once. A sampler thread also counts
-ESTABLISHED sockets on port N in /proc/net/tcp every few milliseconds, which includes
-connections still waiting in the kernel's accept queue ("sampled_max").
+count goes up when cheroot creates it and down the first time cheroot closes it (just before
+its FIN is sent), under a lock, so `max` is the most connections cheroot held open at once.
+A sampler thread also counts ESTABLISHED sockets on port N in /proc/net/tcp every few
+milliseconds ("sampled_max"), which sees connections still in the kernel's accept queue; it is
+only indicative, as the kernel does not list all sockets atomically (a connection closing while
+another opens can be listed twice).
 
   /work?ms=N   sleeps N ms (default 20), answers JSON {"headers": {...}, "thread": name}
   /stats       {"current", "max", "accepted", "sampled_max", "requests"}
@@ -59,13 +61,13 @@ class CountingConnection(cheroot.server.HTTPConnection):
                 Counters.max = max(Counters.max, Counters.current)
 
     def close(self):
+        # Count the connection as gone before its FIN leaves: a proxy that waits for the FIN
+        # before opening a replacement must never be seen with one connection too many.
         counted, self._counted = self._counted, False
-        try:
-            super().close()
-        finally:
-            if counted:
-                with Counters.lock:
-                    Counters.current -= 1
+        if counted:
+            with Counters.lock:
+                Counters.current -= 1
+        super().close()
 
 
 def count_established(port):
