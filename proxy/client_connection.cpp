@@ -223,7 +223,7 @@ void ClientConnection::handle_request() {
 void ClientConnection::send_redirect() {
   const http1::RequestHead& request = parser_.head();
   std::string_view host = request.host;
-  // Drop the port of the plain listener: the HTTPS side is on the default port.
+  // Replace the plain listener's port by the HTTPS one.
   if (!host.empty() && host.front() != '[') {
     if (const auto colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
   } else if (const auto bracket = host.find(']'); bracket != std::string_view::npos) {
@@ -231,6 +231,10 @@ void ClientConnection::send_redirect() {
   }
   std::string headers = "Location: https://";
   headers.append(host);
+  if (listener_.https_port != 0) {
+    headers.push_back(':');
+    headers.append(std::to_string(listener_.https_port));
+  }
   headers.append(request.path);
   if (request.has_query) {
     headers.push_back('?');

@@ -17,6 +17,9 @@ namespace proxy {
 struct ListenerRuntime {
   const ListenerSettings* settings = nullptr;
   const tls::ServerContext* tls = nullptr;  // null for plain HTTP
+  // redirect_to_https listeners: the port of the first TLS listener, 0 when it is 443 (the
+  // redirect then names no port).
+  unsigned https_port = 0;
 };
 
 struct BackendRuntime {

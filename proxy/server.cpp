@@ -1,6 +1,8 @@
 #include "proxy/server.h"
 
+#include <arpa/inet.h>
 #include <grp.h>
+#include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -78,8 +80,20 @@ std::variant<std::unique_ptr<Server>, std::vector<std::string>> Server::create(
   }
   if (!errors.empty()) return errors;
 
+  unsigned https_port = 0;
+  for (const ListenerSettings& listener : config->listeners) {
+    if (!listener.tls.empty()) {
+      const auto& storage = listener.address.storage;
+      const in_port_t port = storage.ss_family == AF_INET6
+                                 ? reinterpret_cast<const sockaddr_in6&>(storage).sin6_port
+                                 : reinterpret_cast<const sockaddr_in&>(storage).sin_port;
+      https_port = ntohs(port) == 443 ? 0 : ntohs(port);
+      break;
+    }
+  }
   for (const ListenerSettings& listener : config->listeners) {
     ListenerRuntime entry;
+    entry.https_port = https_port;
     entry.settings = &listener;
     if (!listener.tls.empty()) entry.tls = contexts.at(listener.tls);
     runtime.listeners.push_back(entry);
@@ -161,10 +175,17 @@ int Server::run() {
     LOG_INFO("received %s: draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
     event_base_loopexit(static_cast<event_base*>(arg), nullptr);
   };
+  // Reloading arrives with certificate and user-map reloads; until then SIGHUP (systemctl
+  // reload) must not kill the frontend, which is its default action.
+  auto on_hangup = [](evutil_socket_t, short, void*) noexcept {
+    LOG_WARN("received SIGHUP: reloading is not implemented yet; nothing changed");
+  };
   EventPtr sigterm(evsignal_new(base.get(), SIGTERM, on_signal, base.get()));
   EventPtr sigint(evsignal_new(base.get(), SIGINT, on_signal, base.get()));
+  EventPtr sighup(evsignal_new(base.get(), SIGHUP, on_hangup, nullptr));
   evsignal_add(sigterm.get(), nullptr);
   evsignal_add(sigint.get(), nullptr);
+  evsignal_add(sighup.get(), nullptr);
   event_base_dispatch(base.get());
 
   for (auto& worker : workers) worker->request_shutdown();
