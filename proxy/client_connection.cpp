@@ -3,9 +3,11 @@
 #include <arpa/inet.h>
 #include <event2/bufferevent_ssl.h>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 
+#include "auth/header_rules.h"
 #include "proxy/backend_pool.h"
 #include "proxy/log.h"
 #include "proxy/timeval.h"
@@ -29,6 +31,20 @@ std::string format_ip(const sockaddr* peer) {
     }
   }
   return text;
+}
+
+void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
+bool listed_in(std::string_view name, const std::vector<std::string_view>& tokens) {
+  for (std::string_view token : tokens) {
+    if (http1::iequals(token, name)) return true;
+  }
+  return false;
 }
 
 Failure failure_for_status(int status) {
@@ -140,7 +156,7 @@ void ClientConnection::on_timer(evutil_socket_t, short, void* arg) noexcept {
     case State::handshake: self.close(); break;
     case State::reading_head:
       if (self.parser_.started()) {
-        self.send_failure(Failure::header_timeout, false);
+        self.answer_locally(Failure::header_timeout, false);
       } else {
         self.close();  // idle keep-alive connection
       }
@@ -172,7 +188,7 @@ void ClientConnection::read_head() {
       const http1::ParseError& error = parser_.error();
       LOG_DEBUG("conn %" PRIu64 ": %d %.*s", id_, error.status, static_cast<int>(error.reason.size()),
                 error.reason.data());
-      send_failure(failure_for_status(error.status), false);
+      answer_locally(failure_for_status(error.status), false);
       return;
     }
     case http1::ParseStatus::complete: handle_request(); return;
@@ -196,7 +212,7 @@ void ClientConnection::handle_request() {
   }
   if (routes::check_request_path(request.path) ||
       (request.has_query && routes::check_request_query(request.query))) {
-    send_failure(Failure::bad_path, false);
+    answer_locally(Failure::bad_path, false);
     return;
   }
   if (listener_.settings->redirect_to_https) {
@@ -206,16 +222,24 @@ void ClientConnection::handle_request() {
   const std::uint64_t body_limit = config_->limits.body_size;
   if (body_limit != 0 && request.framing == http1::BodyFraming::content_length &&
       request.content_length > body_limit) {
-    send_failure(Failure::body_too_large, false);
+    answer_locally(Failure::body_too_large, false);
     return;
   }
   std::string& target = scratch();
   const routes::RouteRule* rule = config_->routes.match(request.path, request.query, request.has_query,
                                                         worker_.match_scratch(), target);
   if (rule == nullptr) {
-    send_failure(Failure::no_route, keep_alive);
+    answer_locally(Failure::no_route, keep_alive);
     return;
   }
+  request_chunks_.reset();
+  request_remaining_ = request.framing == http1::BodyFraming::content_length ? request.content_length : 0;
+  request_body_bytes_ = 0;
+  request_body_done_ = !body_follows || (request.framing == http1::BodyFraming::content_length &&
+                                         request.content_length == 0);
+  continue_sent_ = false;
+  response_chunked_ = false;
+  response_close_ = !request.keep_alive;
   state_ = State::exchanging;
   exchange_.start(rule->backend_index, target);
 }
@@ -246,7 +270,7 @@ void ClientConnection::send_redirect() {
   send_local(301, headers, "moved to https", keep_alive);
 }
 
-void ClientConnection::send_failure(Failure failure, bool keep_alive) {
+void ClientConnection::answer_locally(Failure failure, bool keep_alive) {
   const FailureInfo& info = failure_info(failure);
   if (info.status >= 500) {
     LOG_INFO("conn %" PRIu64 ": %d %.*s", id_, info.status, static_cast<int>(info.label.size()),
@@ -271,9 +295,154 @@ void ClientConnection::send_local(int status, std::string_view extra_headers,
   }
 }
 
-void ClientConnection::exchange_finished(bool keep_alive) {
+// --- Downstream ---------------------------------------------------------------------------
+
+std::optional<std::uint64_t> ClientConnection::request_body_length() const {
+  const http1::RequestHead& request = parser_.head();
+  if (request.framing == http1::BodyFraming::content_length) return request.content_length;
+  return std::nullopt;
+}
+
+bool ClientConnection::request_has_body() const {
+  return parser_.head().framing != http1::BodyFraming::none;
+}
+
+void ClientConnection::request_body_wanted() {
+  const http1::RequestHead& request = parser_.head();
+  // We stripped Expect: the backend will not send 100, so the body is invited now that it has
+  // somewhere to go (unless the client already started sending it).
+  if (request.expect_continue && request.version_minor == 1 && !continue_sent_ &&
+      request_body_bytes_ == 0 && !request_body_done_ &&
+      evbuffer_get_length(bufferevent_get_input(bev_.get())) == 0) {
+    evbuffer_add(bufferevent_get_output(bev_.get()), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    continue_sent_ = true;
+  }
+}
+
+Downstream::BodyStatus ClientConnection::read_request_body(evbuffer* to, std::size_t limit,
+                                                           std::size_t& moved) {
+  moved = 0;
+  if (request_body_done_) return BodyStatus::done;
+  evbuffer* in = bufferevent_get_input(bev_.get());
+  if (parser_.head().framing == http1::BodyFraming::content_length) {
+    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(
+        {request_remaining_, evbuffer_get_length(in), limit}));
+    if (n > 0) evbuffer_remove_buffer(in, to, n);
+    moved = n;
+    request_remaining_ -= n;
+    request_body_bytes_ += n;
+    if (request_remaining_ > 0) return BodyStatus::more;
+    request_body_done_ = true;
+    return BodyStatus::done;
+  }
+  const std::uint64_t body_limit = config_->limits.body_size;
+  while (moved < limit) {
+    if (request_chunks_.state() == http1::ChunkedDecoder::State::data) {
+      const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(
+          {request_chunks_.data_remaining(), evbuffer_get_length(in), limit - moved}));
+      if (n == 0) break;
+      request_body_bytes_ += n;
+      if (body_limit != 0 && request_body_bytes_ > body_limit) return BodyStatus::too_large;
+      evbuffer_remove_buffer(in, to, n);
+      request_chunks_.consume_data(n);
+      moved += n;
+      continue;
+    }
+    evbuffer_iovec vec{};
+    if (evbuffer_peek(in, -1, nullptr, &vec, 1) < 1 || vec.iov_len == 0) break;
+    const std::size_t consumed = request_chunks_.feed_framing(
+        std::string_view(static_cast<const char*>(vec.iov_base), vec.iov_len));
+    evbuffer_drain(in, consumed);
+    if (request_chunks_.state() == http1::ChunkedDecoder::State::error) {
+      LOG_DEBUG("conn %" PRIu64 ": invalid chunked request body: %.*s", id_,
+                static_cast<int>(request_chunks_.error_reason().size()),
+                request_chunks_.error_reason().data());
+      return BodyStatus::error;
+    }
+    if (request_chunks_.state() == http1::ChunkedDecoder::State::done) {
+      request_body_done_ = true;
+      return BodyStatus::done;
+    }
+  }
+  return BodyStatus::more;
+}
+
+void ClientConnection::send_interim(const http1::ResponseHead& head) {
+  if (parser_.head().version_minor == 0) return;  // HTTP/1.0 has no interim responses
+  std::string& out = scratch_;
+  out.clear();
+  out.append("HTTP/1.1 ");
+  out.append(std::to_string(head.status));
+  out.push_back(' ');
+  out.append(head.reason);
+  out.append("\r\n");
+  for (const http1::HeaderField& field : head.headers) {
+    if (auth::is_hop_by_hop_header(field.name)) continue;
+    append_header(out, field.name, field.value);
+  }
+  out.append("\r\n");
+  evbuffer_add(bufferevent_get_output(bev_.get()), out.data(), out.size());
+}
+
+void ClientConnection::send_response_head(const http1::ResponseHead& head, bool has_body,
+                                          std::optional<std::uint64_t> body_length) {
+  const http1::RequestHead& request = parser_.head();
+  const bool client_http10 = request.version_minor == 0;
+  if (has_body && !body_length) {
+    // Unknown length: chunked for 1.1 clients; a 1.0 client can only be told by closing.
+    response_chunked_ = !client_http10;
+    if (client_http10) response_close_ = true;
+  }
+  if (!request_body_done_) response_close_ = true;  // the rest of the request body is never read
+  if (drain_requested_ || worker_.draining()) response_close_ = true;
+
+  std::string& out = scratch_;
+  out.clear();
+  out.append("HTTP/1.1 ");
+  out.append(std::to_string(head.status));
+  out.push_back(' ');
+  out.append(head.reason);
+  out.append("\r\n");
+  // A HEAD or 304 response's Content-Length describes the body it stands for: keep it.
+  const bool keeps_length =
+      !has_body && (request.method == http1::Method::head || head.status == 304);
+  for (const http1::HeaderField& field : head.headers) {
+    if (auth::is_hop_by_hop_header(field.name) || listed_in(field.name, head.connection_tokens)) {
+      continue;
+    }
+    if (!keeps_length && http1::iequals(field.name, "content-length")) continue;
+    append_header(out, field.name, field.value);
+  }
+  if (body_length) {
+    append_header(out, "Content-Length", std::to_string(*body_length));
+  } else if (response_chunked_) {
+    append_header(out, "Transfer-Encoding", "chunked");
+  }
+  if (response_close_) {
+    append_header(out, "Connection", "close");
+  } else if (client_http10) {
+    append_header(out, "Connection", "keep-alive");
+  }
+  out.append("\r\n");
+  evbuffer_add(bufferevent_get_output(bev_.get()), out.data(), out.size());
+}
+
+void ClientConnection::send_response_body(evbuffer* from, std::size_t n) {
+  if (n == 0) return;
+  evbuffer* out = bufferevent_get_output(bev_.get());
+  if (response_chunked_) evbuffer_add_printf(out, "%zx\r\n", n);
+  evbuffer_remove_buffer(from, out, n);
+  if (response_chunked_) evbuffer_add(out, "\r\n", 2);
+}
+
+std::size_t ClientConnection::response_backlog() const {
+  return evbuffer_get_length(bufferevent_get_output(bev_.get()));
+}
+
+void ClientConnection::end_response() {
   if (state_ == State::closing || state_ == State::closed) return;
-  if (!keep_alive || drain_requested_ || worker_.draining()) {
+  if (response_chunked_) evbuffer_add(bufferevent_get_output(bev_.get()), "0\r\n\r\n", 5);
+  if (response_close_ || !request_body_done_ || drain_requested_ || worker_.draining()) {
     close_after_flush();
     return;
   }
@@ -281,12 +450,17 @@ void ClientConnection::exchange_finished(bool keep_alive) {
   event_active(resume_.get(), EV_READ, 0);
 }
 
+void ClientConnection::send_failure(Failure failure) {
+  const http1::RequestHead& request = parser_.head();
+  answer_locally(failure, request.keep_alive && request_body_done_);
+}
+
+void ClientConnection::abort_response() { close(); }
+
 void ClientConnection::on_resume(evutil_socket_t, short, void* arg) noexcept {
   auto& self = *static_cast<ClientConnection*>(arg);
   if (self.state_ == State::exchanging && !self.exchange_.active()) self.enter_reading_head();
 }
-
-void ClientConnection::abort_connection() { close(); }
 
 void ClientConnection::close_after_flush() {
   state_ = State::closing;

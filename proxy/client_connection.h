@@ -1,7 +1,8 @@
 // One client connection (TLS or plain TCP) and its HTTP/1.1 side: reads request heads with
 // the strict parser, runs one Exchange at a time (pipelined requests wait in the input buffer,
-// so answers go out in order), answers locally what never needs a backend (errors, redirects),
-// and enforces the handshake, header and idle deadlines.
+// so answers go out in order), decodes request bodies and frames responses for the Exchange
+// (the Downstream seam), answers locally what never needs a backend (errors, redirects), and
+// enforces the handshake, header and idle deadlines.
 //
 // Owner: the Worker that accepted it. It keeps the configuration snapshot it started with.
 // Closing is two-step: close() detaches it from libevent and hands it to Worker::retire, so
@@ -16,6 +17,8 @@
 #include <string>
 #include <string_view>
 
+#include "proxy/chunked_decoder.h"
+#include "proxy/downstream.h"
 #include "proxy/exchange.h"
 #include "proxy/failure.h"
 #include "proxy/http1_parser.h"
@@ -27,7 +30,7 @@ namespace proxy {
 
 class Worker;
 
-class ClientConnection final : public Retirable {
+class ClientConnection final : public Retirable, public Downstream {
  public:
   ClientConnection(Worker& worker, const ListenerRuntime& listener, BufferEventPtr bev,
                    const sockaddr* peer, std::uint64_t id);
@@ -39,23 +42,26 @@ class ClientConnection final : public Retirable {
   // Drain: close now if between requests, else after the current response.
   void begin_drain();
 
-  // --- used by Exchange ---
-  bufferevent* bev() const { return bev_.get(); }
-  Worker& worker() const { return worker_; }
-  const Config& config() const { return *config_; }
-  const http1::RequestHead& request() const { return parser_.head(); }
-  std::string_view client_ip() const { return client_ip_; }
-  bool is_tls() const { return listener_.tls != nullptr; }
-  std::uint64_t id() const { return id_; }
-  // The exchange finished its response; keep_alive says whether the connection can carry
-  // another request.
-  void exchange_finished(bool keep_alive);
-  // Answers locally (error page); keep_alive as above. Only before any response byte.
-  void send_failure(Failure failure, bool keep_alive);
-  // The response cannot be completed (backend died mid-body): close without finishing it.
-  void abort_connection();
-  // Scratch string reused for building heads, so a request allocates nothing once warm.
-  std::string& scratch() { return scratch_; }
+  // --- Downstream: what the Exchange uses ---
+  const http1::RequestHead& request() const override { return parser_.head(); }
+  std::optional<std::uint64_t> request_body_length() const override;
+  bool request_has_body() const override;
+  void request_body_wanted() override;
+  BodyStatus read_request_body(evbuffer* to, std::size_t limit, std::size_t& moved) override;
+  void send_interim(const http1::ResponseHead& head) override;
+  void send_response_head(const http1::ResponseHead& head, bool has_body,
+                          std::optional<std::uint64_t> body_length) override;
+  void send_response_body(evbuffer* from, std::size_t n) override;
+  std::size_t response_backlog() const override;
+  void end_response() override;
+  void send_failure(Failure failure) override;
+  void abort_response() override;
+  Worker& worker() const override { return worker_; }
+  const Config& config() const override { return *config_; }
+  std::string_view client_ip() const override { return client_ip_; }
+  bool is_tls() const override { return listener_.tls != nullptr; }
+  std::uint64_t id() const override { return id_; }
+  std::string& scratch() override { return scratch_; }
 
  private:
   enum class State : std::uint8_t { handshake, reading_head, exchanging, closing, closed };
@@ -69,6 +75,7 @@ class ClientConnection final : public Retirable {
   void enter_reading_head();
   void read_head();
   void handle_request();
+  void answer_locally(Failure failure, bool keep_alive);
   void send_local(int status, std::string_view extra_headers, std::string_view body,
                   bool keep_alive);
   void send_redirect();
@@ -88,6 +95,15 @@ class ClientConnection final : public Retirable {
   bool drain_requested_ = false;
   bool head_timer_armed_ = false;  // the timer counts header_timeout (not idle_timeout)
   http1::RequestParser parser_;
+  // The current request's body, as read for the exchange.
+  http1::ChunkedDecoder request_chunks_;
+  std::uint64_t request_remaining_ = 0;   // Content-Length bytes still to come
+  std::uint64_t request_body_bytes_ = 0;  // decoded so far
+  bool request_body_done_ = true;
+  bool continue_sent_ = false;
+  // The current response's framing towards the client.
+  bool response_chunked_ = false;
+  bool response_close_ = false;           // the connection ends after this response
   Exchange exchange_;
   std::string scratch_;
 

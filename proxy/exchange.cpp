@@ -6,7 +6,6 @@
 
 #include "auth/header_rules.h"
 #include "proxy/backend_pool.h"
-#include "proxy/client_connection.h"
 #include "proxy/log.h"
 #include "proxy/timeval.h"
 #include "proxy/worker.h"
@@ -53,9 +52,10 @@ bool idempotent(http1::Method method) {
 
 }  // namespace
 
-Exchange::Exchange(ClientConnection& client)
+Exchange::Exchange(Downstream& client)
     : client_(client),
       timer_(evtimer_new(client.worker().base(), on_timer, this)),
+      chunk_(evbuffer_new()),
       response_parser_(http1::HeadLimits{client.config().limits.header_size, 256}) {}
 
 Exchange::~Exchange() { abort(); }
@@ -65,18 +65,14 @@ void Exchange::start(std::size_t backend, const std::string& forwarded_target) {
   backend_ = &pool_->settings();
   forwarded_target_.assign(forwarded_target);
   const http1::RequestHead& request = client_.request();
-  request_remaining_ = request.framing == BodyFraming::content_length ? request.content_length : 0;
+  request_chunked_ = client_.request_has_body() && !client_.request_body_length();
   request_body_bytes_ = 0;
-  request_chunks_.reset();
   response_chunks_.reset();
   response_parser_.reset();
   response_parser_.expect_response_to(request.method);
   request_done_ = false;
   response_started_ = false;
   response_head_sent_ = false;
-  response_chunked_ = false;
-  close_client_ = !request.keep_alive;
-  sent_continue_ = false;
   retried_ = false;
   backend_eof_ = false;
   backend_timed_out_ = false;
@@ -100,18 +96,11 @@ void Exchange::on_backend_ready(BackendConnection& connection) {
   bufferevent_setwatermark(bev, EV_WRITE, kLowWater, 0);
   bufferevent_enable(bev, EV_READ | EV_WRITE);
 
-  const http1::RequestHead& request = client_.request();
-  if (request.expect_continue && request.framing != BodyFraming::none && !sent_continue_ &&
-      request_body_bytes_ == 0) {
-    // We stripped Expect: the backend will not send 100, so we invite the body ourselves now
-    // that it has somewhere to go.
-    evbuffer_add(bufferevent_get_output(client_.bev()), "HTTP/1.1 100 Continue\r\n\r\n", 25);
-    sent_continue_ = true;
-  }
   write_request_head();
-  if (request.framing == BodyFraming::none) {
+  if (!client_.request_has_body()) {
     request_complete();
   } else {
+    client_.request_body_wanted();
     arm_timer(client_.config().limits.body_timeout);
     pump_request_body();
   }
@@ -134,7 +123,7 @@ void Exchange::write_request_head() {
   for (const HeaderField& field : request.headers) {
     // Never forwarded: what we set ourselves, what the client may not claim (cms-*,
     // x-forwarded-*, ssl-client-*...), hop-by-hop fields and the options Connection names,
-    // the client's framing (we re-frame), and Expect (we answered it).
+    // the client's framing (we re-frame), and Expect (the client side answered it).
     if (iequals(field.name, "host") || iequals(field.name, "content-length") ||
         iequals(field.name, "expect") || auth::is_reserved_request_header(field.name) ||
         auth::is_hop_by_hop_header(field.name) ||
@@ -146,12 +135,14 @@ void Exchange::write_request_head() {
   append_field(head, "X-Forwarded-For", client_.client_ip());
   append_field(head, "X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
   append_field(head, "X-Forwarded-Host", request.host);
-  if (request.framing == BodyFraming::content_length) {
-    char length[32];
-    const int n = std::snprintf(length, sizeof length, "%" PRIu64, request.content_length);
-    append_field(head, "Content-Length", std::string_view(length, static_cast<std::size_t>(n)));
-  } else if (request.framing == BodyFraming::chunked) {
-    append_field(head, "Transfer-Encoding", "chunked");
+  if (client_.request_has_body()) {
+    if (const auto length = client_.request_body_length()) {
+      char text[32];
+      const int n = std::snprintf(text, sizeof text, "%" PRIu64, *length);
+      append_field(head, "Content-Length", std::string_view(text, static_cast<std::size_t>(n)));
+    } else {
+      append_field(head, "Transfer-Encoding", "chunked");
+    }
   }
   head.append("\r\n");
   evbuffer_add(bufferevent_get_output(connection_->bev()), head.data(), head.size());
@@ -159,57 +150,38 @@ void Exchange::write_request_head() {
 
 void Exchange::pump_request_body() {
   if (state_ != State::forwarding || connection_ == nullptr || request_done_) return;
-  const http1::RequestHead& request = client_.request();
-  evbuffer* in = bufferevent_get_input(client_.bev());
   evbuffer* out = bufferevent_get_output(connection_->bev());
-  const std::uint64_t limit = client_.config().limits.body_size;
   const std::uint64_t before = request_body_bytes_;
 
   while (!request_done_ && evbuffer_get_length(out) < kHighWater) {
-    const std::size_t available = evbuffer_get_length(in);
-    if (request.framing == BodyFraming::content_length) {
-      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(request_remaining_, available));
-      if (n > 0) {
-        evbuffer_remove_buffer(in, out, n);
-        request_remaining_ -= n;
-        request_body_bytes_ += n;
+    std::size_t moved = 0;
+    const std::size_t room = kHighWater - evbuffer_get_length(out);
+    Downstream::BodyStatus status;
+    if (request_chunked_) {
+      // Each slice becomes one chunk: its size goes first, then the bytes (moved, not copied).
+      status = client_.read_request_body(chunk_.get(), room, moved);
+      if (moved > 0) {
+        evbuffer_add_printf(out, "%zx\r\n", moved);
+        evbuffer_add_buffer(out, chunk_.get());
+        evbuffer_add(out, "\r\n", 2);
       }
-      if (request_remaining_ == 0) {
+    } else {
+      status = client_.read_request_body(out, room, moved);
+    }
+    request_body_bytes_ += moved;
+    switch (status) {
+      case Downstream::BodyStatus::more:
+        if (moved == 0) goto progress;
+        continue;
+      case Downstream::BodyStatus::done:
+        if (request_chunked_) evbuffer_add(out, "0\r\n\r\n", 5);
         request_complete();
         return;
-      }
-      break;
-    }
-    // chunked: decode, and re-encode each slice we move as a chunk of its own
-    if (request_chunks_.state() == http1::ChunkedDecoder::State::data) {
-      const auto n = static_cast<std::size_t>(
-          std::min<std::uint64_t>(request_chunks_.data_remaining(), available));
-      if (n == 0) break;
-      request_body_bytes_ += n;
-      if (limit != 0 && request_body_bytes_ > limit) {
-        fail(Failure::body_too_large);
-        return;
-      }
-      evbuffer_add_printf(out, "%zx\r\n", n);
-      evbuffer_remove_buffer(in, out, n);
-      evbuffer_add(out, "\r\n", 2);
-      request_chunks_.consume_data(n);
-      continue;
-    }
-    const std::string_view framing = first_segment(in);
-    if (framing.empty()) break;
-    const std::size_t consumed = request_chunks_.feed_framing(framing);
-    evbuffer_drain(in, consumed);
-    if (request_chunks_.state() == http1::ChunkedDecoder::State::error) {
-      fail(Failure::bad_request);
-      return;
-    }
-    if (request_chunks_.state() == http1::ChunkedDecoder::State::done) {
-      evbuffer_add(out, "0\r\n\r\n", 5);
-      request_complete();
-      return;
+      case Downstream::BodyStatus::error: fail(Failure::bad_request); return;
+      case Downstream::BodyStatus::too_large: fail(Failure::body_too_large); return;
     }
   }
+progress:
   if (request_body_bytes_ != before) arm_timer(client_.config().limits.body_timeout);
 }
 
@@ -252,97 +224,43 @@ void Exchange::read_response() {
       case http1::ParseStatus::complete: break;
     }
     if (response_parser_.head().informational()) {
-      write_informational();
+      // 100 answers an Expect the backend never saw (the client side handled it).
+      if (response_parser_.head().status != 100) client_.send_interim(response_parser_.head());
       response_parser_.reset();
       continue;
     }
-    write_response_head();
+    start_response();
+    if (state_ != State::forwarding) return;
   }
   pump_response_body();
 }
 
-void Exchange::write_informational() {
+void Exchange::start_response() {
   const http1::ResponseHead& response = response_parser_.head();
-  // 100 is ours to send (we removed Expect); other 1xx (103 Early Hints) go to 1.1 clients.
-  if (response.status == 100 || client_.request().version_minor == 0) return;
-  std::string& head = client_.scratch();
-  head.clear();
-  head.append("HTTP/1.1 ");
-  head.append(std::to_string(response.status));
-  head.push_back(' ');
-  head.append(response.reason);
-  head.append("\r\n");
-  for (const HeaderField& field : response.headers) {
-    if (auth::is_hop_by_hop_header(field.name)) continue;
-    append_field(head, field.name, field.value);
-  }
-  head.append("\r\n");
-  evbuffer_add(bufferevent_get_output(client_.bev()), head.data(), head.size());
-}
-
-void Exchange::write_response_head() {
-  const http1::ResponseHead& response = response_parser_.head();
-  const http1::RequestHead& request = client_.request();
-  const bool client_http10 = request.version_minor == 0;
-  // A response that ends when the backend closes can only be relayed to a 1.0 client by
-  // closing too; 1.1 clients get it chunked.
-  if (response.framing == BodyFraming::until_close || response.framing == BodyFraming::chunked) {
-    response_chunked_ = !client_http10;
-    if (client_http10) close_client_ = true;
-  }
-  if (!request_done_) close_client_ = true;  // the rest of the request body is never read
-  if (client_.worker().draining()) close_client_ = true;
-  response_remaining_ = response.framing == BodyFraming::content_length ? response.content_length : 0;
-
-  std::string& head = client_.scratch();
-  head.clear();
-  head.append("HTTP/1.1 ");
-  head.append(std::to_string(response.status));
-  head.push_back(' ');
-  head.append(response.reason);
-  head.append("\r\n");
-  const bool keeps_length_header = response.framing == BodyFraming::none &&
-                                   (request.method == http1::Method::head || response.status == 304);
-  for (const HeaderField& field : response.headers) {
-    if (auth::is_hop_by_hop_header(field.name) ||
-        listed_in_connection(field.name, response.connection_tokens)) {
-      continue;
-    }
-    if (iequals(field.name, "content-length") && !keeps_length_header) continue;
-    append_field(head, field.name, field.value);
-  }
-  if (response.framing == BodyFraming::content_length) {
-    char length[32];
-    const int n = std::snprintf(length, sizeof length, "%" PRIu64, response.content_length);
-    append_field(head, "Content-Length", std::string_view(length, static_cast<std::size_t>(n)));
-  } else if (response_chunked_) {
-    append_field(head, "Transfer-Encoding", "chunked");
-  }
-  if (close_client_) {
-    append_field(head, "Connection", "close");
-  } else if (client_http10) {
-    append_field(head, "Connection", "keep-alive");
-  }
-  head.append("\r\n");
-  evbuffer_add(bufferevent_get_output(client_.bev()), head.data(), head.size());
+  response_remaining_ =
+      response.framing == BodyFraming::content_length ? response.content_length : 0;
+  std::optional<std::uint64_t> length;
+  if (response.framing == BodyFraming::content_length) length = response.content_length;
+  const bool has_body = response.framing != BodyFraming::none;
+  client_.send_response_head(response, has_body, length);
   response_head_sent_ = true;
   arm_timer(client_.config().limits.body_timeout);
-  if (response.framing == BodyFraming::none) finish();
+  if (!has_body) finish();
 }
 
 void Exchange::pump_response_body() {
   if (state_ != State::forwarding || connection_ == nullptr || !response_head_sent_) return;
   const http1::ResponseHead& response = response_parser_.head();
   evbuffer* in = bufferevent_get_input(connection_->bev());
-  evbuffer* out = bufferevent_get_output(client_.bev());
   bool progressed = false;
 
-  while (evbuffer_get_length(out) < kHighWater) {
+  while (client_.response_backlog() < kHighWater) {
     const std::size_t available = evbuffer_get_length(in);
     if (response.framing == BodyFraming::content_length) {
-      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(response_remaining_, available));
+      const auto n =
+          static_cast<std::size_t>(std::min<std::uint64_t>(response_remaining_, available));
       if (n > 0) {
-        evbuffer_remove_buffer(in, out, n);
+        client_.send_response_body(in, n);
         response_remaining_ -= n;
         progressed = true;
       }
@@ -354,20 +272,16 @@ void Exchange::pump_response_body() {
     }
     if (response.framing == BodyFraming::until_close) {
       if (available == 0) break;
-      if (response_chunked_) evbuffer_add_printf(out, "%zx\r\n", available);
-      evbuffer_remove_buffer(in, out, available);
-      if (response_chunked_) evbuffer_add(out, "\r\n", 2);
+      client_.send_response_body(in, available);
       progressed = true;
       continue;
     }
-    // chunked from the backend: decode; re-encode for 1.1 clients
+    // chunked from the backend: decode; the client side frames the bytes its own way
     if (response_chunks_.state() == http1::ChunkedDecoder::State::data) {
       const auto n = static_cast<std::size_t>(
           std::min<std::uint64_t>(response_chunks_.data_remaining(), available));
       if (n == 0) break;
-      if (response_chunked_) evbuffer_add_printf(out, "%zx\r\n", n);
-      evbuffer_remove_buffer(in, out, n);
-      if (response_chunked_) evbuffer_add(out, "\r\n", 2);
+      client_.send_response_body(in, n);
       response_chunks_.consume_data(n);
       progressed = true;
       continue;
@@ -383,7 +297,6 @@ void Exchange::pump_response_body() {
       return;
     }
     if (response_chunks_.state() == http1::ChunkedDecoder::State::done) {
-      if (response_chunked_) evbuffer_add(out, "0\r\n\r\n", 5);
       finish();
       return;
     }
@@ -427,7 +340,6 @@ void Exchange::backend_closed(short events) {
 void Exchange::backend_input_ended() {
   // Called with the backend's input drained after it closed.
   if (response_parser_.head().framing == BodyFraming::until_close && !backend_timed_out_) {
-    if (response_chunked_) evbuffer_add(bufferevent_get_output(client_.bev()), "0\r\n\r\n", 5);
     release_backend(false);
     finish();
     return;
@@ -440,21 +352,18 @@ void Exchange::backend_input_ended() {
 bool Exchange::may_retry() const {
   const http1::RequestHead& request = client_.request();
   return !retried_ && !response_started_ && connection_ != nullptr && connection_->reused() &&
-         request_body_bytes_ == 0 &&
-         (idempotent(request.method) || request.framing == BodyFraming::none);
+         request_body_bytes_ == 0 && (idempotent(request.method) || !client_.request_has_body());
 }
 
 void Exchange::on_timer(evutil_socket_t, short, void* arg) noexcept {
   auto& self = *static_cast<Exchange*>(arg);
   if (self.state_ != State::forwarding) return;
-  if (!self.request_done_ && !self.response_head_sent_) {
-    self.fail(Failure::body_timeout);
-  } else if (!self.response_head_sent_) {
+  if (self.request_done_ && !self.response_head_sent_) {
     LOG_WARN("conn %" PRIu64 ": backend %s did not answer within response_timeout",
              self.client_.id(), self.backend_->name.c_str());
     self.fail(Failure::backend_timeout);
   } else {
-    self.fail(Failure::body_timeout);
+    self.fail(Failure::body_timeout);  // no body byte moved in either direction
   }
 }
 
@@ -473,13 +382,13 @@ void Exchange::release_backend(bool reusable) {
 }
 
 void Exchange::finish() {
-  const bool backend_reusable = request_done_ && response_parser_.head().keep_alive &&
-                                connection_ != nullptr &&
-                                evbuffer_get_length(bufferevent_get_input(connection_->bev())) == 0;
+  const bool backend_reusable =
+      request_done_ && response_parser_.head().keep_alive && connection_ != nullptr &&
+      evbuffer_get_length(bufferevent_get_input(connection_->bev())) == 0;
   release_backend(backend_reusable);
   evtimer_del(timer_.get());
   state_ = State::idle;
-  client_.exchange_finished(!close_client_);
+  client_.end_response();
 }
 
 void Exchange::fail(Failure failure) {
@@ -489,13 +398,11 @@ void Exchange::fail(Failure failure) {
   release_backend(false);
   state_ = State::idle;
   if (response_head_sent_) {
-    // Part of the response is out: the only honest signal left is to cut the connection.
-    client_.abort_connection();
-    return;
+    // Part of the response is out: the only honest signal left is to cut it short.
+    client_.abort_response();
+  } else {
+    client_.send_failure(failure);
   }
-  const http1::RequestHead& request = client_.request();
-  const bool body_pending = request.framing != BodyFraming::none && !request_done_;
-  client_.send_failure(failure, request.keep_alive && !body_pending && !close_client_);
 }
 
 void Exchange::abort() {

@@ -1,13 +1,14 @@
-// One request on its way through cmsfront: route -> backend connection -> relay both bodies
-// -> finish. It re-frames everything it forwards: the backend gets a request head built from
-// the parsed one (scrubbed, with forwarding headers) and a body decoded and re-encoded; the
-// client gets a response head built from the parsed backend one. Bodies move between evbuffers
+// One request on its way through cmsfront: backend connection -> relay both bodies -> finish.
+// It speaks HTTP/1.1 to the backend and re-frames everything it forwards: the backend gets a
+// request head built from the parsed one (scrubbed, with forwarding headers) and the decoded
+// body re-encoded (Content-Length or chunked); the response head and body go back through the
+// Downstream, which frames them for the client's protocol. Bodies move between evbuffers
 // without copies, with backpressure on both sides (a side stops being read while the other's
 // output holds more than kHighWater bytes).
 //
-// Owner: the ClientConnection, which reuses one Exchange for all its requests (no allocation
-// per request). Single thread. The backend connection it drives belongs to the worker's pool;
-// the exchange gives it back (reusable or not) before it finishes.
+// Owner: the Downstream (today a ClientConnection), which reuses one Exchange for all its
+// requests (no allocation per request). Single thread. The backend connection it drives
+// belongs to the worker's pool; the exchange gives it back (reusable or not) before it ends.
 #pragma once
 
 #include <cstddef>
@@ -17,6 +18,7 @@
 #include "proxy/backend_connection.h"
 #include "proxy/chunked_decoder.h"
 #include "proxy/config.h"
+#include "proxy/downstream.h"
 #include "proxy/failure.h"
 #include "proxy/http1_parser.h"
 #include "proxy/libevent_ptr.h"
@@ -24,7 +26,6 @@
 
 namespace proxy {
 
-class ClientConnection;
 class BackendPool;
 
 class Exchange final : public PoolWaiter {
@@ -32,17 +33,17 @@ class Exchange final : public PoolWaiter {
   static constexpr std::size_t kHighWater = 256 * 1024;
   static constexpr std::size_t kLowWater = 64 * 1024;
 
-  explicit Exchange(ClientConnection& client);
+  explicit Exchange(Downstream& client);
   ~Exchange() override;
 
-  // Starts forwarding the client's current request head to the backend group `backend`,
-  // with `forwarded_target` (the rewritten path?query) as its request-target.
+  // Starts forwarding the client's current request to the backend group `backend`, with
+  // `forwarded_target` (the rewritten path?query) as its request-target.
   void start(std::size_t backend, const std::string& forwarded_target);
   bool active() const { return state_ != State::idle; }
 
   void on_client_readable();  // request body bytes arrived
-  void on_client_writable();  // client output drained below kLowWater
-  // The client connection is closing: release everything, say nothing more to the client.
+  void on_client_writable();  // the client side drained below kLowWater
+  // The client side is going away: release everything, say nothing more to it.
   void abort();
 
  private:
@@ -59,8 +60,7 @@ class Exchange final : public PoolWaiter {
   void write_request_head();
   void pump_request_body();
   void read_response();
-  void write_response_head();
-  void write_informational();
+  void start_response();
   void pump_response_body();
   void backend_closed(short events);
   void backend_input_ended();
@@ -71,28 +71,25 @@ class Exchange final : public PoolWaiter {
   void arm_timer(Duration duration);
   bool may_retry() const;
 
-  ClientConnection& client_;
+  Downstream& client_;
   State state_ = State::idle;
   BackendPool* pool_ = nullptr;
   const BackendSettings* backend_ = nullptr;
   BackendConnection* connection_ = nullptr;
   std::string forwarded_target_;
   EventPtr timer_;
+  EvBufferPtr chunk_;  // one request-body slice on its way to become a chunk
 
   http1::ResponseParser response_parser_;
-  http1::ChunkedDecoder request_chunks_;
   http1::ChunkedDecoder response_chunks_;
-  std::uint64_t request_remaining_ = 0;   // Content-Length bytes still to forward
+  bool request_chunked_ = false;     // the backend gets the request body chunked
   std::uint64_t request_body_bytes_ = 0;  // decoded body bytes taken from the client
-  std::uint64_t response_remaining_ = 0;
+  std::uint64_t response_remaining_ = 0;  // Content-Length bytes still to relay
   bool request_done_ = false;        // the whole request was handed to the backend
   bool response_started_ = false;    // a byte of the response arrived from the backend
   bool response_head_sent_ = false;  // the client has our response head
-  bool response_chunked_ = false;    // we send the client a chunked body
-  bool close_client_ = false;        // the client connection ends after this response
-  bool sent_continue_ = false;
   bool retried_ = false;
-  bool backend_eof_ = false;       // the backend closed; its input buffer may still hold bytes
+  bool backend_eof_ = false;         // the backend closed; its input may still hold bytes
   bool backend_timed_out_ = false;
 };
 

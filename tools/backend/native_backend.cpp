@@ -36,6 +36,7 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <charconv>
 #include <csignal>
 #include <cstdint>
@@ -153,7 +154,11 @@ class Connection {
   void stream_bytes();
   void finish_response();
   void fail(int status, std::string_view reason);
+  void handle_read();
   void handle_write();
+  void flush();
+  bool write_now(evbuffer* out);
+  bool refill();
   void handle_event(short events);
   void close();
 
@@ -221,11 +226,14 @@ void Connection::start() {
   bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
   bufferevent_setwatermark(bev_.get(), EV_READ, 0, kReadHighWater);
   bufferevent_setwatermark(bev_.get(), EV_WRITE, kLowWater, 0);
-  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  // EV_WRITE stays off while nothing is pending: flush() writes responses directly and only
+  // enables it for what the kernel did not take, so a small response costs no epoll_ctl.
+  bufferevent_disable(bev_.get(), EV_WRITE);  // enabled by default in libevent
+  bufferevent_enable(bev_.get(), EV_READ);
 }
 
 void Connection::on_read(bufferevent*, void* arg) noexcept {
-  static_cast<Connection*>(arg)->advance();
+  static_cast<Connection*>(arg)->handle_read();
 }
 
 void Connection::on_write(bufferevent*, void* arg) noexcept {
@@ -497,28 +505,71 @@ void Connection::fail(int status, std::string_view reason) {
   bufferevent_disable(bev_.get(), EV_READ);
 }
 
-// Called when a write leaves at most kLowWater queued.
-void Connection::handle_write() {
+void Connection::handle_read() {
+  advance();
+  flush();
+}
+
+// Writes what is queued straight to the socket, and keeps producing (stream, resume reading)
+// while the kernel takes everything; what it does not take goes out through the write event.
+void Connection::flush() {
+  while (phase_ != Phase::closed) {
+    evbuffer* out = output();
+    if (evbuffer_get_length(out) > 0 && !write_now(out)) {
+      close();
+      return;
+    }
+    if (evbuffer_get_length(out) > 0) {
+      bufferevent_enable(bev_.get(), EV_WRITE);
+      return;
+    }
+    if (!refill()) return;
+  }
+}
+
+// One writev of the output buffer. A socket bufferevent keeps its output's front frozen so
+// that only its own write callback drains it; thaw it for this call. False on a socket error.
+bool Connection::write_now(evbuffer* out) {
+  evbuffer_unfreeze(out, 1);
+  int written = evbuffer_write(out, bufferevent_getfd(bev_.get()));
+  int error = errno;
+  evbuffer_freeze(out, 1);
+  return written >= 0 || error == EAGAIN || error == EWOULDBLOCK || error == EINTR;
+}
+
+// The output is drained (empty, or at most kLowWater left): produce more, or close when the
+// last response is out. Returns true when it may have queued more output.
+bool Connection::refill() {
+  bool drained = evbuffer_get_length(output()) == 0;
   switch (phase_) {
     case Phase::streaming:
       stream_bytes();
       if (phase_ == Phase::head) advance();
-      return;
+      return true;
     case Phase::paused:
       phase_ = Phase::head;
       bufferevent_enable(bev_.get(), EV_READ);
       advance();
-      return;
+      return true;
     case Phase::closing:
-      if (evbuffer_get_length(output()) == 0) close();
-      return;
+      if (drained) close();
+      return false;
     case Phase::head:
-      if (peer_closed_ && evbuffer_get_length(output()) == 0) close();
-      return;
+      if (drained && peer_closed_) close();
+      return false;
     case Phase::body_length:
     case Phase::body_chunked:
     case Phase::closed:
-      return;
+      return false;
+  }
+  return false;
+}
+
+// libevent wrote and at most kLowWater is left.
+void Connection::handle_write() {
+  refill();
+  if (phase_ != Phase::closed && evbuffer_get_length(output()) == 0) {
+    bufferevent_disable(bev_.get(), EV_WRITE);
   }
 }
 
