@@ -33,6 +33,9 @@ std::string format_ip(const sockaddr* peer) {
   return text;
 }
 
+// Bodies up to this size are copied next to their head (see send_response_body).
+constexpr std::size_t kCoalesceBytes = 4096;
+
 void append_header(std::string& out, std::string_view name, std::string_view value) {
   out.append(name);
   out.append(": ");
@@ -431,7 +434,16 @@ void ClientConnection::send_response_body(evbuffer* from, std::size_t n) {
   if (n == 0) return;
   evbuffer* out = bufferevent_get_output(bev_.get());
   if (response_chunked_) evbuffer_add_printf(out, "%zx\r\n", n);
-  evbuffer_remove_buffer(from, out, n);
+  if (n <= kCoalesceBytes) {
+    // A small body is copied behind the head instead of moved as a chain of its own: the TLS
+    // layer writes one record per chain, and one record (one write) per small response halves
+    // the work of the most common answer.
+    char small[kCoalesceBytes];
+    const int copied = evbuffer_remove(from, small, n);
+    if (copied > 0) evbuffer_add(out, small, static_cast<std::size_t>(copied));
+  } else {
+    evbuffer_remove_buffer(from, out, n);
+  }
   if (response_chunked_) evbuffer_add(out, "\r\n", 2);
 }
 
