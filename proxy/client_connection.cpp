@@ -36,20 +36,6 @@ std::string format_ip(const sockaddr* peer) {
 // Bodies up to this size are copied next to their head (see send_response_body).
 constexpr std::size_t kCoalesceBytes = 4096;
 
-void append_header(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
-
-bool listed_in(std::string_view name, const std::vector<std::string_view>& tokens) {
-  for (std::string_view token : tokens) {
-    if (http1::iequals(token, name)) return true;
-  }
-  return false;
-}
-
 Failure failure_for_status(int status) {
   switch (status) {
     case 414: return Failure::uri_too_long;
@@ -374,14 +360,10 @@ void ClientConnection::send_interim(const http1::ResponseHead& head) {
   if (parser_.head().version_minor == 0) return;  // HTTP/1.0 has no interim responses
   std::string& out = scratch_;
   out.clear();
-  out.append("HTTP/1.1 ");
-  out.append(std::to_string(head.status));
-  out.push_back(' ');
-  out.append(head.reason);
-  out.append("\r\n");
+  append_status_line(out, head.status, head.reason);
   for (const http1::HeaderField& field : head.headers) {
     if (auth::is_hop_by_hop_header(field.name)) continue;
-    append_header(out, field.name, field.value);
+    append_header_line(out, field.name, field.value);
   }
   out.append("\r\n");
   evbuffer_add(bufferevent_get_output(bev_.get()), out.data(), out.size());
@@ -401,30 +383,26 @@ void ClientConnection::send_response_head(const http1::ResponseHead& head, bool 
 
   std::string& out = scratch_;
   out.clear();
-  out.append("HTTP/1.1 ");
-  out.append(std::to_string(head.status));
-  out.push_back(' ');
-  out.append(head.reason);
-  out.append("\r\n");
+  append_status_line(out, head.status, head.reason);
   // A HEAD or 304 response's Content-Length describes the body it stands for: keep it.
   const bool keeps_length =
       !has_body && (request.method == http1::Method::head || head.status == 304);
   for (const http1::HeaderField& field : head.headers) {
-    if (auth::is_hop_by_hop_header(field.name) || listed_in(field.name, head.connection_tokens)) {
+    if (auth::is_hop_by_hop_header(field.name) || http1::listed_in(head.connection_tokens, field.name)) {
       continue;
     }
     if (!keeps_length && http1::iequals(field.name, "content-length")) continue;
-    append_header(out, field.name, field.value);
+    append_header_line(out, field.name, field.value);
   }
   if (body_length) {
-    append_header(out, "Content-Length", std::to_string(*body_length));
+    append_header_line(out, "Content-Length", std::to_string(*body_length));
   } else if (response_chunked_) {
-    append_header(out, "Transfer-Encoding", "chunked");
+    append_header_line(out, "Transfer-Encoding", "chunked");
   }
   if (response_close_) {
-    append_header(out, "Connection", "close");
+    append_header_line(out, "Connection", "close");
   } else if (client_http10) {
-    append_header(out, "Connection", "keep-alive");
+    append_header_line(out, "Connection", "keep-alive");
   }
   out.append("\r\n");
   evbuffer_add(bufferevent_get_output(bev_.get()), out.data(), out.size());

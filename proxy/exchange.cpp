@@ -7,6 +7,7 @@
 #include "auth/header_rules.h"
 #include "proxy/backend_pool.h"
 #include "proxy/log.h"
+#include "proxy/response_writer.h"
 #include "proxy/timeval.h"
 #include "proxy/worker.h"
 
@@ -16,21 +17,6 @@ namespace {
 using http1::BodyFraming;
 using http1::HeaderField;
 using http1::iequals;
-
-bool listed_in_connection(std::string_view name,
-                          const std::vector<std::string_view>& connection_tokens) {
-  for (std::string_view token : connection_tokens) {
-    if (iequals(token, name)) return true;
-  }
-  return false;
-}
-
-void append_field(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name);
-  out.append(": ");
-  out.append(value);
-  out.append("\r\n");
-}
 
 // The first contiguous piece of an evbuffer, without copying.
 std::string_view first_segment(evbuffer* buffer) {
@@ -119,7 +105,7 @@ void Exchange::write_request_head() {
   head.push_back(' ');
   head.append(forwarded_target_);
   head.append(" HTTP/1.1\r\n");
-  append_field(head, "Host", request.host);
+  append_header_line(head, "Host", request.host);
   for (const HeaderField& field : request.headers) {
     // Never forwarded: what we set ourselves, what the client may not claim (cms-*,
     // x-forwarded-*, ssl-client-*...), hop-by-hop fields and the options Connection names,
@@ -127,21 +113,21 @@ void Exchange::write_request_head() {
     if (iequals(field.name, "host") || iequals(field.name, "content-length") ||
         iequals(field.name, "expect") || auth::is_reserved_request_header(field.name) ||
         auth::is_hop_by_hop_header(field.name) ||
-        listed_in_connection(field.name, request.connection_tokens)) {
+        http1::listed_in(request.connection_tokens, field.name)) {
       continue;
     }
-    append_field(head, field.name, field.value);
+    append_header_line(head, field.name, field.value);
   }
-  append_field(head, "X-Forwarded-For", client_.client_ip());
-  append_field(head, "X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
-  append_field(head, "X-Forwarded-Host", request.host);
+  append_header_line(head, "X-Forwarded-For", client_.client_ip());
+  append_header_line(head, "X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
+  append_header_line(head, "X-Forwarded-Host", request.host);
   if (client_.request_has_body()) {
     if (const auto length = client_.request_body_length()) {
       char text[32];
       const int n = std::snprintf(text, sizeof text, "%" PRIu64, *length);
-      append_field(head, "Content-Length", std::string_view(text, static_cast<std::size_t>(n)));
+      append_header_line(head, "Content-Length", std::string_view(text, static_cast<std::size_t>(n)));
     } else {
-      append_field(head, "Transfer-Encoding", "chunked");
+      append_header_line(head, "Transfer-Encoding", "chunked");
     }
   }
   head.append("\r\n");

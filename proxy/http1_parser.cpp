@@ -268,6 +268,13 @@ void clear_request_head(RequestHead& head) {
 
 }  // namespace
 
+bool listed_in(const std::vector<std::string_view>& tokens, std::string_view name) {
+  for (std::string_view token : tokens) {
+    if (iequals(token, name)) return true;
+  }
+  return false;
+}
+
 bool iequals(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (std::size_t i = 0; i < a.size(); ++i) {

@@ -147,6 +147,9 @@ class ResponseParser {
 // Case-insensitive ASCII comparison for header names and tokens.
 bool iequals(std::string_view a, std::string_view b);
 
+// True when `name` is one of `tokens` (case-insensitive): a field a Connection header lists.
+bool listed_in(const std::vector<std::string_view>& tokens, std::string_view name);
+
 // Method names as sent on the wire (the canonical upper-case text).
 std::string_view method_name(Method method);
 

@@ -19,6 +19,21 @@ void append_escaped(std::string& out, std::string_view text) {
 
 }  // namespace
 
+void append_status_line(std::string& out, int status, std::string_view reason) {
+  out.append("HTTP/1.1 ");
+  out.append(std::to_string(status));
+  out.push_back(' ');
+  out.append(reason);
+  out.append("\r\n");
+}
+
+void append_header_line(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name);
+  out.append(": ");
+  out.append(value);
+  out.append("\r\n");
+}
+
 void write_local_response(evbuffer* out, std::string& scratch, int status,
                           std::string_view extra_headers, std::string_view message, bool keep_alive,
                           bool head_only) {
@@ -38,11 +53,7 @@ void write_local_response(evbuffer* out, std::string& scratch, int status,
     body.append("</p></body></html>\n");
   }
   scratch.clear();
-  scratch.append("HTTP/1.1 ");
-  scratch.append(std::to_string(status));
-  scratch.push_back(' ');
-  scratch.append(reason);
-  scratch.append("\r\n");
+  append_status_line(scratch, status, reason);
   scratch.append(extra_headers);
   if (!body.empty()) scratch.append("Content-Type: text/html; charset=utf-8\r\n");
   scratch.append("Content-Length: ");

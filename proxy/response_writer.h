@@ -9,6 +9,11 @@
 
 namespace proxy {
 
+// "HTTP/1.1 <status> <reason>\r\n"
+void append_status_line(std::string& out, int status, std::string_view reason);
+// "<name>: <value>\r\n"
+void append_header_line(std::string& out, std::string_view name, std::string_view value);
+
 // Appends the response to `out`. `scratch` is reused storage; `extra_headers` are complete
 // "Name: value\r\n" lines; `message` is the human sentence of the page (HTML-escaped here).
 void write_local_response(evbuffer* out, std::string& scratch, int status,
