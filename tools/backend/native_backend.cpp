@@ -105,14 +105,56 @@ struct Stats {
 
 std::string_view reason_phrase(int status) {
   switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 501: return "Not Implemented";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Error";
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 414:
+      return "URI Too Long";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 501:
+      return "Not Implemented";
+    case 505:
+      return "HTTP Version Not Supported";
+    default:
+      return "Error";
   }
+}
+
+// The /echo answer: method, target, every header as [name, value] in order, body length.
+// Bytes outside printable ASCII become \u00XX, so the JSON stays valid whatever was sent.
+std::string echo_body(const http1::RequestHead& head, std::uint64_t body_length) {
+  std::string body = "{\"method\":";
+  auto append_json = [&body](std::string_view text) {
+    body.push_back('"');
+    for (unsigned char c : text) {
+      if (c == '"' || c == '\\') {
+        body.push_back('\\');
+        body.push_back(static_cast<char>(c));
+      } else if (c < 0x20 || c >= 0x7f) {
+        std::array<char, 7> escaped{};
+        std::snprintf(escaped.data(), escaped.size(), "\\u%04x", c);
+        body.append(escaped.data(), 6);
+      } else {
+        body.push_back(static_cast<char>(c));
+      }
+    }
+    body.push_back('"');
+  };
+  append_json(head.method_text);
+  body.append(",\"target\":");
+  append_json(head.target);
+  body.append(",\"headers\":[");
+  for (std::size_t i = 0; i < head.headers.size(); ++i) {
+    body.append(i == 0 ? "[" : ",[");
+    append_json(head.headers[i].name);
+    body.push_back(',');
+    append_json(head.headers[i].value);
+    body.push_back(']');
+  }
+  body.append("],\"body_length\":").append(std::to_string(body_length)).append("}\n");
+  return body;
 }
 
 class Worker;
@@ -130,12 +172,12 @@ class Connection {
 
  private:
   enum class Phase : std::uint8_t {
-    head,            // waiting for (the rest of) a request head
-    body_length,     // discarding a Content-Length body
-    body_chunked,    // discarding a chunked body
-    paused,          // a response is queued beyond kHighWater; wait for the write callback
-    streaming,       // generating a /bytes/N body as the socket drains
-    closing,         // last response queued; close once it is written
+    head,          // waiting for (the rest of) a request head
+    body_length,   // discarding a Content-Length body
+    body_chunked,  // discarding a chunked body
+    paused,        // a response is queued beyond kHighWater; wait for the write callback
+    streaming,     // generating a /bytes/N body as the socket drains
+    closing,       // last response queued; close once it is written
     closed,
   };
 
@@ -215,8 +257,7 @@ class Worker {
 
 // ---- Connection ------------------------------------------------------------------------------
 
-Connection::Connection(Worker& worker, BufferEventPtr bev)
-    : worker_(worker), bev_(std::move(bev)) {
+Connection::Connection(Worker& worker, BufferEventPtr bev) : worker_(worker), bev_(std::move(bev)) {
   worker_.stats().connection_opened();
 }
 
@@ -345,8 +386,8 @@ bool Connection::discard_chunked_body() {
         fail(400, chunked_.error_reason());
         return false;
       case http1::ChunkedDecoder::State::data: {
-        std::uint64_t take = std::min<std::uint64_t>(evbuffer_get_length(in),
-                                                     chunked_.data_remaining());
+        std::uint64_t take =
+            std::min<std::uint64_t>(evbuffer_get_length(in), chunked_.data_remaining());
         if (take == 0) return false;
         evbuffer_drain(in, static_cast<std::size_t>(take));
         chunked_.consume_data(take);
@@ -383,36 +424,7 @@ void Connection::respond() {
         .append("}\n");
     write_fixed(200, "application/json", body);
   } else if (path == "/echo" || path.starts_with("/echo/")) {
-    std::string body = "{\"method\":";
-    auto append_json = [&body](std::string_view text) {
-      body.push_back('"');
-      for (unsigned char c : text) {
-        if (c == '"' || c == '\\') {
-          body.push_back('\\');
-          body.push_back(static_cast<char>(c));
-        } else if (c < 0x20 || c >= 0x7f) {
-          std::array<char, 7> escaped{};
-          std::snprintf(escaped.data(), escaped.size(), "\\u%04x", c);
-          body.append(escaped.data(), 6);
-        } else {
-          body.push_back(static_cast<char>(c));
-        }
-      }
-      body.push_back('"');
-    };
-    append_json(head.method_text);
-    body.append(",\"target\":");
-    append_json(head.target);
-    body.append(",\"headers\":[");
-    for (std::size_t i = 0; i < head.headers.size(); ++i) {
-      body.append(i == 0 ? "[" : ",[");
-      append_json(head.headers[i].name);
-      body.push_back(',');
-      append_json(head.headers[i].value);
-      body.push_back(']');
-    }
-    body.append("],\"body_length\":").append(std::to_string(body_bytes_)).append("}\n");
-    write_fixed(200, "application/json", body);
+    write_fixed(200, "application/json", echo_body(head, body_bytes_));
   } else if (path.starts_with("/bytes/")) {
     std::string_view digits = path.substr(7);
     std::uint64_t count = 0;
@@ -463,8 +475,8 @@ void Connection::write_fixed(int status, std::string_view content_type, std::str
 void Connection::stream_bytes() {
   evbuffer* out = output();
   while (stream_remaining_ > 0 && evbuffer_get_length(out) < kHighWater) {
-    std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(stream_remaining_,
-                                                                          kPatternSize));
+    std::size_t take =
+        static_cast<std::size_t>(std::min<std::uint64_t>(stream_remaining_, kPatternSize));
     evbuffer_add_reference(out, kPattern.data(), take, nullptr, nullptr);
     stream_remaining_ -= take;
   }
@@ -604,8 +616,8 @@ std::optional<sockaddr_storage> Worker::listen(const sockaddr_storage& address, 
     return std::nullopt;
   }
   reap_event_.reset(event_new(base_.get(), -1, 0, on_reap, this));
-  unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-                   LEV_OPT_CLOSE_ON_EXEC;
+  unsigned flags =
+      LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC;
   listener_.reset(evconnlistener_new_bind(base_.get(), on_accept, this, flags, kListenBacklog,
                                           reinterpret_cast<const sockaddr*>(&address), length));
   if (!listener_ || !reap_event_) {
@@ -677,8 +689,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
     if (arg == "--listen") {
       options.listen = value;
     } else if (arg == "--threads") {
-      auto [end, error] = std::from_chars(value.data(), value.data() + value.size(),
-                                          options.threads);
+      auto [end, error] =
+          std::from_chars(value.data(), value.data() + value.size(), options.threads);
       if (error != std::errc() || end != value.data() + value.size() || options.threads == 0 ||
           options.threads > 256) {
         return std::nullopt;
