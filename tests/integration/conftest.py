@@ -73,8 +73,17 @@ class Launcher:
         return front
 
     def close(self):
+        """Stops everything; fails if a cmsfront did not exit 0 on SIGTERM (a crash, a hang
+        past its shutdown, or a sanitizer report at exit)."""
+        problems = []
         while self._running:
-            self._running.pop().stop()
+            process = self._running.pop()
+            rc = process.stop()
+            if isinstance(process, harness.Cmsfront) and rc != 0:
+                problems.append("cmsfront exited with %s on SIGTERM:\n%s" % (
+                    rc, process.log_tail()))
+        if problems:
+            pytest.fail("\n".join(problems), pytrace=False)
 
 
 @pytest.fixture(scope="module")

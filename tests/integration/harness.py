@@ -12,7 +12,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -486,8 +485,13 @@ def curl(args, timeout=120, check=False):
                           timeout=timeout, check=check)
 
 
-def log_debug(*args):
-    print(*args, file=sys.stderr)
+def binary_is_sanitized():
+    """True when $CMSFRONT_BIN is built with AddressSanitizer."""
+    try:
+        with open(BIN, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
 
 
 def backend_entries_since(backend, before, settle=0.3):

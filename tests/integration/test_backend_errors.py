@@ -173,10 +173,29 @@ def test_backend_dying_mid_response_with_curl_is_an_error(stack):
 
 
 @pytest.mark.parametrize("kind", ["cr", "nul", "lf", "space-colon", "dup-cl", "bad-cl",
-                                  "status-line"])
+                                  "status-line", "cl-te", "obs-fold", "huge"])
 def test_invalid_backend_response_head_is_502(stack, kind):
     resp = get(stack, "/echo/headers-bad?kind=" + kind)
     assert resp.status == 502, resp
+
+
+def test_client_aborts_leave_the_pool_usable(stack):
+    stack.echo.reset()
+    # gone in the middle of an upload, of a download, and while waiting for the response head
+    with RawConnection(stack.tls.port, stack.pki) as conn:
+        conn.send(request_bytes("POST", "/echo/sink", headers=[
+            ("Content-Length", "100000000")]) + b"x" * 1000000)
+        time.sleep(0.3)
+    with RawConnection(stack.tls.port, stack.pki) as conn:
+        conn.send(request_bytes("GET", "/echo/big?bytes=500000000"))
+        conn.sock.recv(1000)
+    with RawConnection(stack.tls.port, stack.pki) as conn:
+        conn.send(request_bytes("GET", "/echo/slow?ms=1000"))
+        time.sleep(0.2)
+    for i in range(8):
+        assert get(stack, "/echo/echo/after-abort-%d" % i).status == 200
+    assert stack.front.alive()
+    assert stack.echo.stats()["max"] <= 4
 
 
 def after_stale(stack, method, target, body=b""):

@@ -12,10 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from harness import Listener, RawConnection, curl, request_bytes
+from harness import Listener, RawConnection, binary_is_sanitized, curl, request_bytes
 
 GB2 = 2 * 1024 * 1024 * 1024
 RSS_LIMIT_KIB = int(os.environ.get("CMSFRONT_RSS_LIMIT_MIB", "64")) * 1024
+# Under AddressSanitizer, shadow memory and the quarantine of freed blocks (256 MB by default)
+# dwarf whatever cmsfront buffers: the bound is checked only on an uninstrumented binary
+# (unless CMSFRONT_RSS_LIMIT_MIB is set explicitly).
+CHECK_RSS = "CMSFRONT_RSS_LIMIT_MIB" in os.environ or not binary_is_sanitized()
 
 
 @pytest.fixture(scope="module")
@@ -31,6 +35,9 @@ def stack(launcher):
 
 def assert_rss_bounded(stack):
     hwm = stack.front.vmhwm_kib()
+    print("cmsfront VmHWM %d KiB" % hwm)  # shown with -rP
+    if not CHECK_RSS:
+        return
     assert hwm < RSS_LIMIT_KIB, "cmsfront VmHWM %d KiB >= %d KiB" % (hwm, RSS_LIMIT_KIB)
 
 

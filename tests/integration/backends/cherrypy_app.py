@@ -9,7 +9,7 @@ control requests, whose connections are not counted. Prints one JSON line once b
 Counting: every TCP connection cheroot accepts on port N becomes a CountingConnection; the
 count goes up when cheroot creates it and down the first time cheroot closes it (just before
 its FIN is sent), under a lock, so `max` is the most connections cheroot held open at once.
-A sampler thread also counts ESTABLISHED sockets on port N in /proc/net/tcp every few
+A sampler thread also counts ESTABLISHED sockets on port N in /proc/net/tcp every 20
 milliseconds ("sampled_max"), which sees connections still in the kernel's accept queue; it is
 only indicative, as the kernel does not list all sockets atomically (a connection closing while
 another opens can be listed twice).
@@ -91,7 +91,7 @@ def sampler():
             n = 0
         with Counters.lock:
             Counters.sampled_max = max(Counters.sampled_max, n)
-        time.sleep(0.005)
+        time.sleep(0.02)
 
 
 class App:

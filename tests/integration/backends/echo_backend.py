@@ -27,7 +27,7 @@ Paths (the query string selects variants):
   /status?code=N      answers with status N
   /interim?code=N     sends an interim 1xx response N (default 103), then the echo
   /headers-bad?kind=K a response head that breaks HTTP/1.1: cr, nul, lf, space-colon, dup-cl,
-                      bad-cl, cl-te, status-line, obs-fold
+                      bad-cl, cl-te, status-line, obs-fold, huge (a 200 kB header)
   /hop                a response carrying hop-by-hop headers (Connection: X-Secret, X-Secret,
                       Keep-Alive, Proxy-Connection, Upgrade)
   /close-delimited    a response without Content-Length or chunked, ended by closing
@@ -450,6 +450,7 @@ class Handler:
             "cl-te": b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n",
             "status-line": b"HTTP/1.1 2000 OK\r\nContent-Length: 4\r\n\r\n",
             "obs-fold": b"HTTP/1.1 200 OK\r\nX-Bad: a\r\n b\r\nContent-Length: 4\r\n\r\n",
+            "huge": b"HTTP/1.1 200 OK\r\nX-Big: " + b"h" * 200000 + b"\r\nContent-Length: 4\r\n\r\n",
         }
         self.sock.sendall(heads[kind] + body)
         time.sleep(0.05)
