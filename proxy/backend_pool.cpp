@@ -130,7 +130,8 @@ bool BackendPool::all_servers_down() const {
 std::size_t BackendPool::first_server() const {
   const std::size_t servers = settings_.servers.size();
   switch (settings_.balance) {
-    case Balance::random: return static_cast<std::size_t>(std::rand()) % servers;
+    case Balance::random:
+      return static_cast<std::size_t>(std::rand()) % servers;
     case Balance::least_connections: {
       std::size_t best = 0;
       for (std::size_t server = 1; server < servers; ++server) {
@@ -138,7 +139,8 @@ std::size_t BackendPool::first_server() const {
       }
       return best;
     }
-    case Balance::round_robin: break;
+    case Balance::round_robin:
+      break;
   }
   return round_robin_ % servers;
 }
@@ -211,7 +213,6 @@ void BackendPool::on_connect_event(bufferevent*, short events, void* arg) noexce
   auto& connection = *static_cast<BackendConnection*>(arg);
   connection.pool_->connect_finished(connection, events);
 }
-
 
 void BackendPool::connect_finished(BackendConnection& connection, short events) {
   PoolWaiter* waiter = connection.bound_waiter_;

@@ -31,8 +31,8 @@ class Worker;
 
 class BackendPool {
  public:
-  BackendPool(Worker& worker, const BackendSettings& settings,
-              std::vector<ConnectionQuota*> quotas, std::atomic<unsigned>& queued);
+  BackendPool(Worker& worker, const BackendSettings& settings, std::vector<ConnectionQuota*> quotas,
+              std::atomic<unsigned>& queued);
   ~BackendPool();
   BackendPool(const BackendPool&) = delete;
   BackendPool& operator=(const BackendPool&) = delete;
@@ -89,12 +89,12 @@ class BackendPool {
 
   Worker& worker_;
   const BackendSettings& settings_;
-  std::vector<ConnectionQuota*> quotas_;     // one per server, shared with other workers
-  std::atomic<unsigned>& queued_;            // process-wide queue length for max_queue
+  std::vector<ConnectionQuota*> quotas_;  // one per server, shared with other workers
+  std::atomic<unsigned>& queued_;         // process-wide queue length for max_queue
   std::list<std::unique_ptr<BackendConnection>> connections_;
   std::vector<std::vector<BackendConnection*>> idle_;  // per server, most recent last
-  std::vector<std::size_t> busy_;                       // per server, for least-connections
-  std::vector<unsigned> closing_;                       // per server, half-closed, slot held
+  std::vector<std::size_t> busy_;                      // per server, for least-connections
+  std::vector<unsigned> closing_;                      // per server, half-closed, slot held
   std::vector<std::chrono::steady_clock::time_point> down_until_;
   std::size_t round_robin_ = 0;
   PoolWaiter* queue_head_ = nullptr;

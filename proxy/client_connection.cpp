@@ -10,8 +10,8 @@
 #include "auth/header_rules.h"
 #include "proxy/backend_pool.h"
 #include "proxy/log.h"
-#include "proxy/timeval.h"
 #include "proxy/response_writer.h"
+#include "proxy/timeval.h"
 #include "proxy/worker.h"
 #include "routes/request_path.h"
 
@@ -38,12 +38,18 @@ constexpr std::size_t kCoalesceBytes = 4096;
 
 Failure failure_for_status(int status) {
   switch (status) {
-    case 414: return Failure::uri_too_long;
-    case 431: return Failure::headers_too_large;
-    case 417: return Failure::expectation_failed;
-    case 501: return Failure::unsupported_coding;
-    case 505: return Failure::unsupported_version;
-    default: return Failure::bad_request;
+    case 414:
+      return Failure::uri_too_long;
+    case 431:
+      return Failure::headers_too_large;
+    case 417:
+      return Failure::expectation_failed;
+    case 501:
+      return Failure::unsupported_coding;
+    case 505:
+      return Failure::unsupported_version;
+    default:
+      return Failure::bad_request;
   }
 }
 
@@ -99,14 +105,19 @@ void ClientConnection::enter_reading_head() {
 void ClientConnection::on_read(bufferevent*, void* arg) noexcept {
   auto& self = *static_cast<ClientConnection*>(arg);
   switch (self.state_) {
-    case State::reading_head: self.read_head(); break;
-    case State::exchanging: self.exchange_.on_client_readable(); break;
+    case State::reading_head:
+      self.read_head();
+      break;
+    case State::exchanging:
+      self.exchange_.on_client_readable();
+      break;
     case State::closing: {
       evbuffer* in = bufferevent_get_input(self.bev_.get());
       evbuffer_drain(in, evbuffer_get_length(in));
       break;
     }
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -142,7 +153,9 @@ void ClientConnection::on_event(bufferevent*, short events, void* arg) noexcept 
 void ClientConnection::on_timer(evutil_socket_t, short, void* arg) noexcept {
   auto& self = *static_cast<ClientConnection*>(arg);
   switch (self.state_) {
-    case State::handshake: self.close(); break;
+    case State::handshake:
+      self.close();
+      break;
     case State::reading_head:
       if (self.parser_.started()) {
         self.answer_locally(Failure::header_timeout, false);
@@ -150,8 +163,11 @@ void ClientConnection::on_timer(evutil_socket_t, short, void* arg) noexcept {
         self.close();  // idle keep-alive connection
       }
       break;
-    case State::closing: self.close(); break;  // the client does not read its answer
-    default: break;
+    case State::closing:
+      self.close();
+      break;  // the client does not read its answer
+    default:
+      break;
   }
 }
 
@@ -175,12 +191,14 @@ void ClientConnection::read_head() {
       return;
     case http1::ParseStatus::error: {
       const http1::ParseError& error = parser_.error();
-      LOG_DEBUG("conn %" PRIu64 ": %d %.*s", id_, error.status, static_cast<int>(error.reason.size()),
-                error.reason.data());
+      LOG_DEBUG("conn %" PRIu64 ": %d %.*s", id_, error.status,
+                static_cast<int>(error.reason.size()), error.reason.data());
       answer_locally(failure_for_status(error.status), false);
       return;
     }
-    case http1::ParseStatus::complete: handle_request(); return;
+    case http1::ParseStatus::complete:
+      handle_request();
+      return;
   }
 }
 
@@ -215,14 +233,15 @@ void ClientConnection::handle_request() {
     return;
   }
   std::string& target = scratch();
-  const routes::RouteRule* rule = config_->routes.match(request.path, request.query, request.has_query,
-                                                        worker_.match_scratch(), target);
+  const routes::RouteRule* rule = config_->routes.match(
+      request.path, request.query, request.has_query, worker_.match_scratch(), target);
   if (rule == nullptr) {
     answer_locally(Failure::no_route, keep_alive);
     return;
   }
   request_chunks_.reset();
-  request_remaining_ = request.framing == http1::BodyFraming::content_length ? request.content_length : 0;
+  request_remaining_ =
+      request.framing == http1::BodyFraming::content_length ? request.content_length : 0;
   request_body_bytes_ = 0;
   request_body_done_ = !body_follows || (request.framing == http1::BodyFraming::content_length &&
                                          request.content_length == 0);
@@ -238,7 +257,8 @@ void ClientConnection::send_redirect() {
   std::string_view host = request.host;
   // Replace the plain listener's port by the HTTPS one.
   if (!host.empty() && host.front() != '[') {
-    if (const auto colon = host.rfind(':'); colon != std::string_view::npos) host = host.substr(0, colon);
+    if (const auto colon = host.rfind(':'); colon != std::string_view::npos)
+      host = host.substr(0, colon);
   } else if (const auto bracket = host.find(']'); bracket != std::string_view::npos) {
     host = host.substr(0, bracket + 1);
   }
@@ -272,8 +292,8 @@ void ClientConnection::send_local(int status, std::string_view extra_headers,
                                   std::string_view message, bool keep_alive) {
   if (state_ == State::closing || state_ == State::closed) return;
   keep_alive = keep_alive && !drain_requested_ && !worker_.draining();
-  const bool head_only =
-      parser_.status() == http1::ParseStatus::complete && parser_.head().method == http1::Method::head;
+  const bool head_only = parser_.status() == http1::ParseStatus::complete &&
+                         parser_.head().method == http1::Method::head;
   write_local_response(bufferevent_get_output(bev_.get()), scratch_, status, extra_headers, message,
                        keep_alive, head_only);
   if (keep_alive) {
@@ -314,8 +334,8 @@ Downstream::BodyStatus ClientConnection::read_request_body(evbuffer* to, std::si
   if (request_body_done_) return BodyStatus::done;
   evbuffer* in = bufferevent_get_input(bev_.get());
   if (parser_.head().framing == http1::BodyFraming::content_length) {
-    const std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(
-        {request_remaining_, evbuffer_get_length(in), limit}));
+    const std::size_t n = static_cast<std::size_t>(
+        std::min<std::uint64_t>({request_remaining_, evbuffer_get_length(in), limit}));
     if (n > 0) evbuffer_remove_buffer(in, to, n);
     moved = n;
     request_remaining_ -= n;
@@ -388,7 +408,8 @@ void ClientConnection::send_response_head(const http1::ResponseHead& head, bool 
   const bool keeps_length =
       !has_body && (request.method == http1::Method::head || head.status == 304);
   for (const http1::HeaderField& field : head.headers) {
-    if (auth::is_hop_by_hop_header(field.name) || http1::listed_in(head.connection_tokens, field.name)) {
+    if (auth::is_hop_by_hop_header(field.name) ||
+        http1::listed_in(head.connection_tokens, field.name)) {
       continue;
     }
     if (!keeps_length && http1::iequals(field.name, "content-length")) continue;

@@ -103,7 +103,7 @@ class ClientConnection final : public Retirable, public Downstream {
   bool continue_sent_ = false;
   // The current response's framing towards the client.
   bool response_chunked_ = false;
-  bool response_close_ = false;           // the connection ends after this response
+  bool response_close_ = false;  // the connection ends after this response
   Exchange exchange_;
   std::string scratch_;
 

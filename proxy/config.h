@@ -38,8 +38,8 @@ struct SocketAddress {
 };
 
 struct ServerSettings {
-  unsigned workers = 0;              // 0 = one per CPU core (resolved by the loader)
-  std::string user;                  // drop privileges to this user after binding; empty = no
+  unsigned workers = 0;  // 0 = one per CPU core (resolved by the loader)
+  std::string user;      // drop privileges to this user after binding; empty = no
   std::size_t max_connections = 20000;
   Duration shutdown_timeout = std::chrono::seconds(30);
 };
@@ -50,40 +50,40 @@ struct TlsProfile {
   std::string key;
   SourceLocation certificate_location;
   SourceLocation key_location;
-  int min_protocol = 0;     // TLS1_2_VERSION or TLS1_3_VERSION (OpenSSL constants)
+  int min_protocol = 0;  // TLS1_2_VERSION or TLS1_3_VERSION (OpenSSL constants)
   int max_protocol = 0;
   std::vector<std::string> alpn = {"http/1.1"};  // only "http/1.1" accepted until h2 lands
 };
 
 struct ListenerSettings {
   SocketAddress address;
-  std::string tls;                // profile name; empty = plain HTTP
-  bool redirect_to_https = false; // plain listeners only: answer every request with a 301
+  std::string tls;                 // profile name; empty = plain HTTP
+  bool redirect_to_https = false;  // plain listeners only: answer every request with a 301
 };
 
 struct Limits {
   std::size_t header_size = 64 * 1024;
   std::size_t header_count = 100;
-  std::uint64_t body_size = 0;    // 0 = unlimited
+  std::uint64_t body_size = 0;  // 0 = unlimited
   Duration header_timeout = std::chrono::seconds(20);
   Duration idle_timeout = std::chrono::seconds(75);
   Duration handshake_timeout = std::chrono::seconds(10);
-  Duration body_timeout = std::chrono::seconds(60);   // no body byte in either direction
+  Duration body_timeout = std::chrono::seconds(60);  // no body byte in either direction
 };
 
 enum class Balance : std::uint8_t { round_robin, least_connections, random };
 
 struct BackendServer {
-  std::string url;          // "http://host:port" as configured
-  std::string host_port;    // "host:port" for logs
-  SocketAddress address;    // resolved at load time
+  std::string url;        // "http://host:port" as configured
+  std::string host_port;  // "host:port" for logs
+  SocketAddress address;  // resolved at load time
 };
 
 struct BackendSettings {
   std::string name;
   std::vector<BackendServer> servers;
-  unsigned max_connections = 32;   // per server, whole process
-  unsigned max_queue = 1000;       // whole process
+  unsigned max_connections = 32;  // per server, whole process
+  unsigned max_queue = 1000;      // whole process
   Duration queue_timeout = std::chrono::seconds(10);
   Duration connect_timeout = std::chrono::seconds(5);
   Duration response_timeout = std::chrono::seconds(300);
@@ -100,7 +100,7 @@ struct Config {
   std::map<std::string, TlsProfile> tls;
   Limits limits;
   std::vector<BackendSettings> backends;
-  routes::RouteTable routes;   // RouteRule::backend_index indexes `backends`
+  routes::RouteTable routes;  // RouteRule::backend_index indexes `backends`
 };
 
 // One problem found in the file. Positions are 1-based and point at the offending value, key
@@ -108,7 +108,7 @@ struct Config {
 // is missing) has line and column 0 and formats as "file:0:0: message", e.g.
 // "/etc/cmsfront.toml:0:0: cannot read configuration: No such file or directory".
 struct ConfigError {
-  SourceLocation location;   // line/column 0 when the problem has no position (file unreadable)
+  SourceLocation location;  // line/column 0 when the problem has no position (file unreadable)
   std::string message;
   std::string format() const;  // "file:line:column: message"
 };

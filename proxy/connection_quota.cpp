@@ -55,7 +55,8 @@ bool ConnectionQuota::should_yield(std::size_t worker, unsigned held) const {
   const unsigned mine = held;
   for (std::size_t other = 0; other < workers_.size(); ++other) {
     if (other == worker || !workers_[other].starving.load(std::memory_order_acquire)) continue;
-    if (held_by(other) + 1 < mine || (mine == 1 && held_by(other) == 0 && limit_ < workers_.size())) {
+    if (held_by(other) + 1 < mine ||
+        (mine == 1 && held_by(other) == 0 && limit_ < workers_.size())) {
       return true;
     }
   }

@@ -31,8 +31,10 @@ bool idempotent(http1::Method method) {
     case http1::Method::head:
     case http1::Method::put:
     case http1::Method::del:
-    case http1::Method::options: return true;
-    default: return false;
+    case http1::Method::options:
+      return true;
+    default:
+      return false;
   }
 }
 
@@ -125,7 +127,8 @@ void Exchange::write_request_head() {
     if (const auto length = client_.request_body_length()) {
       char text[32];
       const int n = std::snprintf(text, sizeof text, "%" PRIu64, *length);
-      append_header_line(head, "Content-Length", std::string_view(text, static_cast<std::size_t>(n)));
+      append_header_line(head, "Content-Length",
+                         std::string_view(text, static_cast<std::size_t>(n)));
     } else {
       append_header_line(head, "Transfer-Encoding", "chunked");
     }
@@ -163,8 +166,12 @@ void Exchange::pump_request_body() {
         if (request_chunked_) evbuffer_add(out, "0\r\n\r\n", 5);
         request_complete();
         return;
-      case Downstream::BodyStatus::error: fail(Failure::bad_request); return;
-      case Downstream::BodyStatus::too_large: fail(Failure::body_too_large); return;
+      case Downstream::BodyStatus::error:
+        fail(Failure::bad_request);
+        return;
+      case Downstream::BodyStatus::too_large:
+        fail(Failure::body_too_large);
+        return;
     }
   }
 progress:
@@ -200,14 +207,16 @@ void Exchange::read_response() {
     const std::size_t consumed = response_parser_.feed(bytes);
     evbuffer_drain(in, consumed);
     switch (response_parser_.status()) {
-      case http1::ParseStatus::need_more: continue;
+      case http1::ParseStatus::need_more:
+        continue;
       case http1::ParseStatus::error:
         LOG_WARN("conn %" PRIu64 ": backend %s sent an invalid response: %.*s", client_.id(),
                  backend_->name.c_str(), static_cast<int>(response_parser_.error().reason.size()),
                  response_parser_.error().reason.data());
         fail(Failure::backend_protocol);
         return;
-      case http1::ParseStatus::complete: break;
+      case http1::ParseStatus::complete:
+        break;
     }
     if (response_parser_.head().informational()) {
       // 100 answers an Expect the backend never saw (the client side handled it).
@@ -368,9 +377,9 @@ void Exchange::release_backend(bool reusable) {
 }
 
 void Exchange::finish() {
-  const bool backend_reusable =
-      request_done_ && response_parser_.head().keep_alive && connection_ != nullptr &&
-      evbuffer_get_length(bufferevent_get_input(connection_->bev())) == 0;
+  const bool backend_reusable = request_done_ && response_parser_.head().keep_alive &&
+                                connection_ != nullptr &&
+                                evbuffer_get_length(bufferevent_get_input(connection_->bev())) == 0;
   release_backend(backend_reusable);
   evtimer_del(timer_.get());
   state_ = State::idle;

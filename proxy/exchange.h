@@ -82,14 +82,14 @@ class Exchange final : public PoolWaiter {
 
   http1::ResponseParser response_parser_;
   http1::ChunkedDecoder response_chunks_;
-  bool request_chunked_ = false;     // the backend gets the request body chunked
+  bool request_chunked_ = false;          // the backend gets the request body chunked
   std::uint64_t request_body_bytes_ = 0;  // decoded body bytes taken from the client
   std::uint64_t response_remaining_ = 0;  // Content-Length bytes still to relay
-  bool request_done_ = false;        // the whole request was handed to the backend
-  bool response_started_ = false;    // a byte of the response arrived from the backend
-  bool response_head_sent_ = false;  // the client has our response head
+  bool request_done_ = false;             // the whole request was handed to the backend
+  bool response_started_ = false;         // a byte of the response arrived from the backend
+  bool response_head_sent_ = false;       // the client has our response head
   bool retried_ = false;
-  bool backend_eof_ = false;         // the backend closed; its input may still hold bytes
+  bool backend_eof_ = false;  // the backend closed; its input may still hold bytes
   bool backend_timed_out_ = false;
 };
 

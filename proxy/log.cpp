@@ -12,10 +12,14 @@ std::atomic<LogLevel> g_level{LogLevel::info};
 
 const char* level_name(LogLevel level) {
   switch (level) {
-    case LogLevel::debug: return "debug";
-    case LogLevel::info: return "info";
-    case LogLevel::warning: return "warning";
-    case LogLevel::error: return "error";
+    case LogLevel::debug:
+      return "debug";
+    case LogLevel::info:
+      return "info";
+    case LogLevel::warning:
+      return "warning";
+    case LogLevel::error:
+      return "error";
   }
   return "?";
 }
@@ -31,8 +35,8 @@ void log_line(LogLevel level, const char* format, ...) {
   if (used < 0) return;
   va_list args;
   va_start(args, format);
-  const int body = std::vsnprintf(line + used, sizeof line - static_cast<std::size_t>(used) - 1,
-                                  format, args);
+  const int body =
+      std::vsnprintf(line + used, sizeof line - static_cast<std::size_t>(used) - 1, format, args);
   va_end(args);
   if (body > 0) used += body;
   if (used > static_cast<int>(sizeof line) - 2) used = static_cast<int>(sizeof line) - 2;

@@ -14,8 +14,8 @@ void log_line(LogLevel level, const char* format, ...) __attribute__((format(pri
 
 }  // namespace proxy
 
-#define CMSFRONT_LOG(level, ...)                                          \
-  do {                                                                     \
+#define CMSFRONT_LOG(level, ...)                                            \
+  do {                                                                      \
     if (::proxy::log_enabled(level)) ::proxy::log_line(level, __VA_ARGS__); \
   } while (0)
 #define LOG_DEBUG(...) CMSFRONT_LOG(::proxy::LogLevel::debug, __VA_ARGS__)

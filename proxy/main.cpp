@@ -54,8 +54,8 @@ int main(int argc, char** argv) {
                 OpenSSL_version(OPENSSL_VERSION), event_get_version());
     return 0;
   }
-  if (argc != 3 || (std::strcmp(argv[1], "--config") != 0 &&
-                    std::strcmp(argv[1], "--check-config") != 0)) {
+  if (argc != 3 ||
+      (std::strcmp(argv[1], "--config") != 0 && std::strcmp(argv[1], "--check-config") != 0)) {
     print_usage();
     return kExitUsage;
   }

@@ -31,7 +31,7 @@ struct Runtime {
   std::shared_ptr<const Config> config;
   std::size_t workers = 1;
   std::vector<std::unique_ptr<tls::ServerContext>> tls_contexts;
-  std::vector<ListenerRuntime> listeners;               // parallel to config->listeners
+  std::vector<ListenerRuntime> listeners;                 // parallel to config->listeners
   std::vector<std::unique_ptr<BackendRuntime>> backends;  // parallel to config->backends
   std::atomic<std::size_t> client_connections{0};
 };

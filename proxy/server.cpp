@@ -1,18 +1,18 @@
 #include "proxy/server.h"
 
 #include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/thread.h>
 #include <grp.h>
 #include <netinet/in.h>
 #include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <event2/event.h>
-#include <event2/thread.h>
 
 #include <cerrno>
-#include <csignal>
 #include <chrono>
 #include <condition_variable>
+#include <csignal>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -118,7 +118,8 @@ bool Server::bind_listeners(std::vector<std::vector<int>>& fds) {
       std::string error;
       const int fd = open_listening_socket(listener.settings->address, error);
       if (fd < 0) {
-        LOG_ERROR("cannot listen on %s: %s", listener.settings->address.text.c_str(), error.c_str());
+        LOG_ERROR("cannot listen on %s: %s", listener.settings->address.text.c_str(),
+                  error.c_str());
         for (auto& list : fds) {
           for (int open_fd : list) ::close(open_fd);
         }
@@ -191,7 +192,8 @@ int Server::run() {
   for (auto& worker : workers) worker->request_shutdown();
   {
     std::unique_lock lock(shutdown.mutex);
-    const auto deadline = std::chrono::steady_clock::now() + runtime_.config->server.shutdown_timeout;
+    const auto deadline =
+        std::chrono::steady_clock::now() + runtime_.config->server.shutdown_timeout;
     if (!shutdown.workers_done.wait_until(lock, deadline, [&] { return shutdown.running == 0; })) {
       LOG_WARN("shutdown_timeout reached with requests in flight: closing them");
       for (auto& worker : workers) worker->force_stop();

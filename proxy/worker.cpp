@@ -1,8 +1,8 @@
 #include "proxy/worker.h"
 
+#include <event2/bufferevent_ssl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <event2/bufferevent_ssl.h>
 
 #include <atomic>
 #include <cinttypes>
@@ -25,8 +25,8 @@ Worker::Worker(Runtime& runtime, std::size_t index, std::vector<int> listen_fds)
   for (std::size_t backend = 0; backend < config.backends.size(); ++backend) {
     std::vector<ConnectionQuota*> quotas;
     for (auto& quota : runtime_.backends[backend]->quotas) quotas.push_back(quota.get());
-    pools_.push_back(std::make_unique<BackendPool>(*this, config.backends[backend], std::move(quotas),
-                                                   runtime_.backends[backend]->queued));
+    pools_.push_back(std::make_unique<BackendPool>(
+        *this, config.backends[backend], std::move(quotas), runtime_.backends[backend]->queued));
   }
   for (std::size_t listener = 0; listener < listen_fds.size(); ++listener) {
     auto handle = std::make_unique<ListenerHandle>();

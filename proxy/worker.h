@@ -52,8 +52,8 @@ class Worker {
   void connection_closed(ClientConnection& connection);
 
  private:
-  static void on_accept(evconnlistener* listener, evutil_socket_t fd, sockaddr* address,
-                        int length, void* arg) noexcept;
+  static void on_accept(evconnlistener* listener, evutil_socket_t fd, sockaddr* address, int length,
+                        void* arg) noexcept;
   static void on_reap(evutil_socket_t, short, void* arg) noexcept;
   static void on_shutdown(evutil_socket_t, short, void* arg) noexcept;
   static void on_force_stop(evutil_socket_t, short, void* arg) noexcept;

@@ -24,8 +24,8 @@
 namespace routes {
 
 struct RouteRule {
-  std::string name;          // for logs and (later) metric labels; defaults to "route<N>"
-  std::string path_prefix;   // exactly one of path_prefix / match_regex is set
+  std::string name;         // for logs and (later) metric labels; defaults to "route<N>"
+  std::string path_prefix;  // exactly one of path_prefix / match_regex is set
   std::string match_regex;
   bool match_query = false;  // regex sees "path?query" (only with match_regex)
   std::optional<std::string> rewrite;

@@ -22,9 +22,9 @@ int select_alpn(SSL*, const unsigned char** out, unsigned char* out_length, cons
                 unsigned int in_length, void* arg) noexcept {
   const auto* ours = static_cast<const std::string*>(arg);
   unsigned char* selected = nullptr;
-  const int result = SSL_select_next_proto(
-      &selected, out_length, reinterpret_cast<const unsigned char*>(ours->data()),
-      static_cast<unsigned int>(ours->size()), in, in_length);
+  const int result = SSL_select_next_proto(&selected, out_length,
+                                           reinterpret_cast<const unsigned char*>(ours->data()),
+                                           static_cast<unsigned int>(ours->size()), in, in_length);
   if (result != OPENSSL_NPN_NEGOTIATED) return SSL_TLSEXT_ERR_NOACK;
   *out = selected;
   return SSL_TLSEXT_ERR_OK;
@@ -44,8 +44,8 @@ std::variant<ServerContext, std::string> ServerContext::create(
   }
   // Renegotiation lets a client restart the handshake on an established connection (a CPU
   // attack, and an identity change HTTP/2 forbids); compression leaks secrets (CRIME).
-  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                     SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx.get(), SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   // Mozilla "intermediate" TLS 1.2 suites: forward secret AEAD only.
   if (SSL_CTX_set_cipher_list(ctx.get(),
                               "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"

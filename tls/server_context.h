@@ -17,9 +17,9 @@ namespace tls {
 struct ServerContextSettings {
   std::string certificate_file;  // PEM chain, leaf first
   std::string key_file;
-  int min_protocol = 0;          // TLS1_2_VERSION ...
+  int min_protocol = 0;  // TLS1_2_VERSION ...
   int max_protocol = 0;
-  std::vector<std::string> alpn; // in server preference order
+  std::vector<std::string> alpn;  // in server preference order
 };
 
 class ServerContext {

@@ -73,7 +73,8 @@ TEST(ConnectionQuota, ReleaseWakesOnlyStarvingWorkers) {
 TEST(ConnectionQuota, WorkerHoldingTwoMoreYieldsToAStarvingOne) {
   ConnectionQuota quota(4, 2);
   for (int i = 0; i < 4; ++i) ASSERT_TRUE(quota.try_acquire(0));
-  EXPECT_FALSE(quota.should_yield(0, quota.held_by(0))) << "nobody else waits: keep the connections";
+  EXPECT_FALSE(quota.should_yield(0, quota.held_by(0)))
+      << "nobody else waits: keep the connections";
   quota.set_starving(1, true);
   EXPECT_TRUE(quota.should_yield(0, quota.held_by(0)));
   quota.release(0);
@@ -93,7 +94,8 @@ TEST(ConnectionQuota, UnevenLimitSettlesWithinOneAndStopsMoving) {
     for (unsigned i = 0; i < split[worker]; ++i) ASSERT_TRUE(quota.try_acquire(worker));
     quota.set_starving(worker, true);
   }
-  for (std::size_t worker = 0; worker < 4; ++worker) EXPECT_FALSE(quota.should_yield(worker, quota.held_by(worker)));
+  for (std::size_t worker = 0; worker < 4; ++worker)
+    EXPECT_FALSE(quota.should_yield(worker, quota.held_by(worker)));
 }
 
 TEST(ConnectionQuota, OwnStarvationDoesNotCountAsOthers) {
@@ -117,7 +119,8 @@ TEST(ConnectionQuota, EnoughSlotsDoNotRotateTheLastConnection) {
   ConnectionQuota quota(4, 2);
   ASSERT_TRUE(quota.try_acquire(0));
   quota.set_starving(1, true);
-  EXPECT_FALSE(quota.should_yield(0, quota.held_by(0))) << "worker 1 can open its own: slots are free";
+  EXPECT_FALSE(quota.should_yield(0, quota.held_by(0)))
+      << "worker 1 can open its own: slots are free";
 }
 
 TEST(ConnectionQuota, ConnectionsBeingClosedDoNotCountTowardsYielding) {
