@@ -4,7 +4,6 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-#include <cstdlib>
 
 #include "proxy/log.h"
 #include "proxy/timeval.h"
@@ -127,11 +126,16 @@ bool BackendPool::all_servers_down() const {
   return true;
 }
 
-std::size_t BackendPool::first_server() const {
+std::size_t BackendPool::first_server() {
   const std::size_t servers = settings_.servers.size();
   switch (settings_.balance) {
-    case Balance::random:
-      return static_cast<std::size_t>(std::rand()) % servers;
+    case Balance::random: {
+      // xorshift64: per pool, so no lock (std::rand takes one) and no shared state.
+      random_state_ ^= random_state_ << 13;
+      random_state_ ^= random_state_ >> 7;
+      random_state_ ^= random_state_ << 17;
+      return static_cast<std::size_t>(random_state_ % servers);
+    }
     case Balance::least_connections: {
       std::size_t best = 0;
       for (std::size_t server = 1; server < servers; ++server) {

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <list>
 #include <memory>
 #include <vector>
@@ -73,7 +74,7 @@ class BackendPool {
   // Finds the waiter a connection: true with `ready` set (use it now), true with `ready` null
   // (a connection is being opened for it), false (no capacity: it must wait).
   bool serve(PoolWaiter& waiter, BackendConnection*& ready);
-  std::size_t first_server() const;
+  std::size_t first_server();
   bool start_connect(PoolWaiter& waiter, std::size_t server);
   BackendConnection* take_idle(std::size_t server);
   void make_idle(BackendConnection& connection);
@@ -97,6 +98,7 @@ class BackendPool {
   std::vector<unsigned> closing_;                      // per server, half-closed, slot held
   std::vector<std::chrono::steady_clock::time_point> down_until_;
   std::size_t round_robin_ = 0;
+  std::uint64_t random_state_ = 0x9e3779b97f4a7c15ULL;  // balance = random
   PoolWaiter* queue_head_ = nullptr;
   PoolWaiter* queue_tail_ = nullptr;
   std::size_t queue_length_ = 0;

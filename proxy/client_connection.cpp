@@ -73,6 +73,8 @@ ClientConnection::~ClientConnection() { exchange_.abort(); }
 void ClientConnection::start() {
   bufferevent_setcb(bev_.get(), on_read, on_write, on_event, this);
   bufferevent_setwatermark(bev_.get(), EV_READ, 0, Exchange::kHighWater);
+  // Refill the output before it runs dry, so a large response streams without bubbles.
+  bufferevent_setwatermark(bev_.get(), EV_WRITE, Exchange::kLowWater, 0);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   if (is_tls()) {
     state_ = State::handshake;
