@@ -43,6 +43,16 @@ results_dir=$repo/bench/results
 report=$results_dir/compare_nginx.md
 clk_tck=$(getconf CLK_TCK)
 
+# Everything it needs comes from Debian packages and this tree: install and build what is
+# missing, so the script also works on a fresh machine.
+tools/install-deps.sh
+if [[ ! -x /usr/sbin/nginx ]]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light >/dev/null
+fi
+if [[ ! -x "$cmsfront" || ! -x "$backend" ]] && [[ -z "${BUILD_DIR:-}" ]]; then
+  tools/build.sh --release
+fi
+
 for tool in "$cmsfront" "$backend" "$nginx" "$(command -v h2load || true)" \
             "$(command -v taskset || true)" "$(command -v curl || true)"; do
   if [[ -z "$tool" || ! -x "$tool" ]]; then
