@@ -6,7 +6,9 @@
 #include <algorithm>
 #include <cinttypes>
 #include <cstdio>
+#include <ctime>
 
+#include "auth/auth_pages.h"
 #include "auth/header_rules.h"
 #include "proxy/backend_pool.h"
 #include "proxy/log.h"
@@ -65,6 +67,7 @@ ClientConnection::ClientConnection(Worker& worker, const ListenerRuntime& listen
       resume_(event_new(worker.base(), -1, 0, on_resume, this)),
       id_(id),
       client_ip_(format_ip(peer)),
+      identity_(tls::no_certificate_identity()),
       parser_(http1::HeadLimits{config_->limits.header_size, config_->limits.header_count}),
       exchange_(*this) {}
 
@@ -77,6 +80,7 @@ void ClientConnection::start() {
   bufferevent_setwatermark(bev_.get(), EV_WRITE, Exchange::kLowWater, 0);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   if (is_tls()) {
+    tls::attach_identity_slot(bufferevent_openssl_get_ssl(bev_.get()), &handshake_identity_);
     state_ = State::handshake;
     arm_timer(config_->limits.handshake_timeout);
   } else {
@@ -141,6 +145,7 @@ void ClientConnection::on_event(bufferevent*, short events, void* arg) noexcept 
         self.close();
         return;
       }
+      self.finish_handshake();
       self.enter_reading_head();
     }
     return;
@@ -150,6 +155,19 @@ void ClientConnection::on_event(bufferevent*, short events, void* arg) noexcept 
     LOG_DEBUG("conn %" PRIu64 ": TLS handshake with %s failed", self.id_, self.client_ip_.c_str());
   }
   self.close();
+}
+
+void ClientConnection::finish_handshake() {
+  SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
+  identity_ = tls::connection_identity(ssl, handshake_identity_);
+  handshake_identity_.reset();
+  tls::attach_identity_slot(ssl, nullptr);
+  if (identity_->offered()) {
+    LOG_DEBUG("conn %" PRIu64 ": client certificate %s%s: %s", id_,
+              std::string(tls::outcome_label(identity_->outcome)).c_str(),
+              identity_->resumed ? " (resumed)" : "",
+              identity_->verified() ? identity_->user_dn.c_str() : identity_->reason.c_str());
+  }
 }
 
 void ClientConnection::on_timer(evutil_socket_t, short, void* arg) noexcept {
@@ -228,6 +246,10 @@ void ClientConnection::handle_request() {
     send_redirect();
     return;
   }
+  if (request.path == config_->auth.trouble_page) {
+    send_trouble_page();
+    return;
+  }
   const std::uint64_t body_limit = config_->limits.body_size;
   if (body_limit != 0 && request.framing == http1::BodyFraming::content_length &&
       request.content_length > body_limit) {
@@ -239,6 +261,12 @@ void ClientConnection::handle_request() {
       request.path, request.query, request.has_query, worker_.match_scratch(), target);
   if (rule == nullptr) {
     answer_locally(Failure::no_route, keep_alive);
+    return;
+  }
+  const auth::Decision decision =
+      auth::decide(static_cast<auth::Policy>(rule->auth_policy), *identity_, std::time(nullptr));
+  if (!decision.allowed()) {
+    send_denied(decision);
     return;
   }
   request_chunks_.reset();
@@ -279,6 +307,52 @@ void ClientConnection::send_redirect() {
   const bool keep_alive =
       request.keep_alive && request.framing == http1::BodyFraming::none && !drain_requested_;
   send_local(301, headers, "moved to https", keep_alive);
+}
+
+bool ClientConnection::request_wants_json() const {
+  for (const http1::HeaderField& field : parser_.head().headers) {
+    if (http1::iequals(field.name, "accept")) return auth::wants_json(field.value);
+  }
+  return false;
+}
+
+void ClientConnection::send_trouble_page() {
+  const http1::RequestHead& request = parser_.head();
+  auth::TroubleFacts facts;
+  facts.tls = is_tls();
+  facts.protocol = is_tls() ? tls::negotiated_protocol(bufferevent_openssl_get_ssl(bev_.get()))
+                            : std::string_view("-");
+  facts.now = std::time(nullptr);
+  const auth::Page page = auth::render_trouble(*identity_, facts, request_wants_json());
+  const bool keep_alive =
+      request.keep_alive && request.framing == http1::BodyFraming::none && !drain_requested_;
+  send_page(200, page, keep_alive);
+}
+
+void ClientConnection::send_denied(const auth::Decision& decision) {
+  const http1::RequestHead& request = parser_.head();
+  LOG_DEBUG("conn %" PRIu64 ": 403 %.*s", id_,
+            static_cast<int>(auth::denial_label(decision.denial, *identity_).size()),
+            auth::denial_label(decision.denial, *identity_).data());
+  const auth::Page page =
+      auth::render_denied(decision, *identity_, config_->auth.trouble_page, request_wants_json());
+  const bool keep_alive =
+      request.keep_alive && request.framing == http1::BodyFraming::none && !drain_requested_;
+  send_page(403, page, keep_alive);
+}
+
+void ClientConnection::send_page(int status, const auth::Page& page, bool keep_alive) {
+  if (state_ == State::closing || state_ == State::closed) return;
+  keep_alive = keep_alive && !drain_requested_ && !worker_.draining();
+  const bool head_only = parser_.head().method == http1::Method::head;
+  write_local_body(bufferevent_get_output(bev_.get()), scratch_, status, {}, page.content_type,
+                   page.body, keep_alive, head_only);
+  if (keep_alive) {
+    state_ = State::exchanging;  // so a pipelined request waits for the resume turn
+    event_active(resume_.get(), EV_READ, 0);
+  } else {
+    close_after_flush();
+  }
 }
 
 void ClientConnection::answer_locally(Failure failure, bool keep_alive) {

@@ -17,6 +17,8 @@
 #include <string>
 #include <string_view>
 
+#include "auth/auth_pages.h"
+#include "auth/policy.h"
 #include "proxy/chunked_decoder.h"
 #include "proxy/downstream.h"
 #include "proxy/exchange.h"
@@ -25,6 +27,7 @@
 #include "proxy/libevent_ptr.h"
 #include "proxy/retirable.h"
 #include "proxy/runtime.h"
+#include "tls/client_identity.h"
 
 namespace proxy {
 
@@ -62,6 +65,7 @@ class ClientConnection final : public Retirable, public Downstream {
   bool is_tls() const override { return listener_.tls != nullptr; }
   std::uint64_t id() const override { return id_; }
   std::string& scratch() override { return scratch_; }
+  const tls::ClientIdentity& identity() const override { return *identity_; }
 
  private:
   enum class State : std::uint8_t { handshake, reading_head, exchanging, closing, closed };
@@ -79,6 +83,11 @@ class ClientConnection final : public Retirable, public Downstream {
   void send_local(int status, std::string_view extra_headers, std::string_view body,
                   bool keep_alive);
   void send_redirect();
+  void finish_handshake();
+  void send_trouble_page();
+  void send_denied(const auth::Decision& decision);
+  void send_page(int status, const auth::Page& page, bool keep_alive);
+  bool request_wants_json() const;
   void close_after_flush();
   void close();
   void arm_timer(Duration duration);
@@ -91,6 +100,10 @@ class ClientConnection final : public Retirable, public Downstream {
   EventPtr resume_;
   std::uint64_t id_;
   std::string client_ip_;
+  // Where the TLS handshake leaves a verified client identity (see tls::attach_identity_slot);
+  // then the connection's identity for all its requests.
+  tls::IdentityPtr handshake_identity_;
+  tls::IdentityPtr identity_;
   State state_ = State::handshake;
   bool drain_requested_ = false;
   bool head_timer_armed_ = false;  // the timer counts header_timeout (not idle_timeout)

@@ -26,6 +26,7 @@
 #include <utility>
 
 #include "proxy/config_values.h"
+#include "routes/request_path.h"
 
 namespace proxy {
 
@@ -47,6 +48,15 @@ std::optional<std::string> unreadable_reason(const std::string& path) {
   const bool regular = ::fstat(fd, &info) == 0 && S_ISREG(info.st_mode);
   ::close(fd);
   if (!regular) return std::string("not a regular file");
+  return std::nullopt;
+}
+
+// Empty when `path` is a directory that can be listed and searched, else the reason.
+std::optional<std::string> unreadable_directory_reason(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return std::string(std::strerror(errno));
+  ::close(fd);
+  if (::access(path.c_str(), R_OK | X_OK) != 0) return std::string(std::strerror(errno));
   return std::nullopt;
 }
 
@@ -111,6 +121,9 @@ class Loader {
   const toml::array* get_string_array(const toml::table& table, std::string_view key);
   std::optional<SourceLocation> get_file(const toml::table& table, std::string_view key,
                                          std::string_view what, std::string& out);
+  template <typename Enum>
+  std::optional<Enum> get_enum(const toml::table& table, std::string_view key,
+                               std::initializer_list<std::pair<std::string_view, Enum>> values);
 
   void load_server(const toml::node& node);
   void load_listeners(const toml::node* node);
@@ -119,6 +132,10 @@ class Loader {
   void load_tls_profile(const std::string& name, const toml::table& table);
   void load_tls_protocols(const toml::table& table, TlsProfile& profile);
   void load_tls_alpn(const toml::table& table, TlsProfile& profile);
+  void load_tls_sni_certificates(const toml::table& table, TlsProfile& profile);
+  void load_tls_client_certificates(const toml::table& table, TlsProfile& profile);
+  void load_tls_sessions(const toml::table& table, TlsProfile& profile);
+  void load_auth(const toml::node& node);
   void load_limits(const toml::node& node);
   void load_backends(const toml::node& node);
   void load_backend(const std::string& name, const toml::table& table);
@@ -135,6 +152,9 @@ class Loader {
   std::vector<ConfigError> errors_;
   Config config_;
   std::vector<std::string> tls_names_;  // every [tls.NAME], valid or not
+  // Some [tls.*] profile asks for client certificates, or has a broken 'client_certificates'
+  // (then routes needing certificates are not blamed for it: one typo, one message).
+  bool client_certificates_possible_ = false;
 };
 
 // ---- generic readers --------------------------------------------------------------------
@@ -279,12 +299,31 @@ std::optional<SourceLocation> Loader::get_file(const toml::table& table, std::st
   return at(node.source());
 }
 
+// A string naming one of `values`; anything else is reported as
+// "'key' must be one of a, b, c (got 'x')".
+template <typename Enum>
+std::optional<Enum> Loader::get_enum(
+    const toml::table& table, std::string_view key,
+    std::initializer_list<std::pair<std::string_view, Enum>> values) {
+  auto text = get_string(table, key);
+  if (!text) return std::nullopt;
+  std::string names;
+  for (const auto& [name, value] : values) {
+    if (*text == name) return value;
+    names += (names.empty() ? "" : ", ") + std::string(name);
+  }
+  error(*table.get(key), quoted(key) + " must be one of " + names + " (got " + quoted(*text) + ")");
+  return std::nullopt;
+}
+
 // ---- [server], [[listener]], [tls.*], [limits] ----------------------------------------------
 
 void Loader::load_server(const toml::node& node) {
   const auto* table = require_table(node, "server");
   if (table == nullptr) return;
-  check_keys(*table, {"workers", "user", "max_connections", "shutdown_timeout"}, "[server]");
+  check_keys(*table,
+             {"workers", "user", "max_connections", "shutdown_timeout", "file_check_interval"},
+             "[server]");
   auto& server = config_.server;
   if (auto v = get_int(*table, "workers", 0, kUnsignedMax)) server.workers = unsigned(*v);
   if (auto v = get_string(*table, "user")) server.user = *v;
@@ -292,6 +331,13 @@ void Loader::load_server(const toml::node& node) {
     server.max_connections = static_cast<std::size_t>(*v);
   }
   if (auto v = get_duration(*table, "shutdown_timeout", false)) server.shutdown_timeout = *v;
+  if (auto v = get_duration(*table, "file_check_interval", false)) {
+    if (*v < Duration(100)) {
+      error(*table->get("file_check_interval"), "'file_check_interval' must be at least 100ms");
+    } else {
+      server.file_check_interval = *v;
+    }
+  }
 }
 
 void Loader::load_listeners(const toml::node* node) {
@@ -358,7 +404,11 @@ void Loader::load_tls(const toml::node& node) {
 
 void Loader::load_tls_profile(const std::string& name, const toml::table& table) {
   const std::string section = "[tls." + name + "]";
-  check_keys(table, {"certificate", "key", "protocols", "alpn"}, section);
+  check_keys(table,
+             {"certificate", "key", "protocols", "alpn", "sni_certificates", "client_certificates",
+              "ca_dir", "crl", "crl_grace", "verify_depth", "proxy_certificates", "client_ca_names",
+              "session_ticket_keys", "session_lifetime", "session_cache_size"},
+             section);
   TlsProfile profile;
   profile.name = name;
   require(table, "certificate", section);
@@ -369,6 +419,9 @@ void Loader::load_tls_profile(const std::string& name, const toml::table& table)
   if (auto where = get_file(table, "key", "key", profile.key)) profile.key_location = *where;
   load_tls_protocols(table, profile);
   load_tls_alpn(table, profile);
+  load_tls_sni_certificates(table, profile);
+  load_tls_client_certificates(table, profile);
+  load_tls_sessions(table, profile);
   config_.tls.emplace(name, std::move(profile));
 }
 
@@ -412,6 +465,141 @@ void Loader::load_tls_alpn(const toml::table& table, TlsProfile& profile) {
     } else if (std::find(profile.alpn.begin(), profile.alpn.end(), name) == profile.alpn.end()) {
       profile.alpn.push_back(name);
     }
+  }
+}
+
+// sni_certificates = [{certificate = "...", key = "..."}, ...] or [[tls.NAME.sni_certificates]].
+void Loader::load_tls_sni_certificates(const toml::table& table, TlsProfile& profile) {
+  const toml::node* node = table.get("sni_certificates");
+  if (node == nullptr) return;
+  const auto* array = node->as_array();
+  if (array != nullptr && array->empty()) {
+    error(*node, "'sni_certificates' must not be empty");
+    return;
+  }
+  if (array == nullptr || !array->is_array_of_tables()) {
+    error(*node,
+          "'sni_certificates' must be an array of tables such as "
+          "[{certificate = \"...\", key = \"...\"}]");
+    return;
+  }
+  const std::string section = "[[tls." + profile.name + ".sni_certificates]]";
+  for (const auto& element : *array) {
+    const toml::table& entry = *element.as_table();
+    check_keys(entry, {"certificate", "key"}, section);
+    SniCertificate sni;
+    sni.location = at(entry.source());
+    bool ok = require(entry, "certificate", section);
+    ok = require(entry, "key", section) && ok;
+    ok = get_file(entry, "certificate", "certificate", sni.certificate).has_value() && ok;
+    ok = get_file(entry, "key", "key", sni.key).has_value() && ok;
+    if (ok) profile.sni_certificates.push_back(std::move(sni));
+  }
+}
+
+// client_certificates and the keys that only matter with it. With client_certificates = "off"
+// (the default) each of those keys is an error, not silently ignored: an operator who writes
+// ca_dir but forgets client_certificates must not believe certificates are checked.
+void Loader::load_tls_client_certificates(const toml::table& table, TlsProfile& profile) {
+  const std::string section = "[tls." + profile.name + "]";
+  const auto mode = get_enum<ClientCertificates>(table, "client_certificates",
+                                                 {{"off", ClientCertificates::off},
+                                                  {"request", ClientCertificates::request},
+                                                  {"require", ClientCertificates::require}});
+  if (mode) profile.client_certificates = *mode;
+  const bool broken = table.contains("client_certificates") && !mode;
+  if (broken || profile.client_certificates != ClientCertificates::off) {
+    client_certificates_possible_ = true;
+  }
+  if (!broken && profile.client_certificates == ClientCertificates::off) {
+    for (const std::string_view key :
+         {"ca_dir", "crl", "crl_grace", "verify_depth", "proxy_certificates", "client_ca_names"}) {
+      if (const toml::node* node = table.get(key)) {
+        error(*node, quoted(key) + " has no effect with client_certificates = \"off\"");
+      }
+    }
+    return;
+  }
+
+  if (const toml::node* node = table.get("ca_dir")) {
+    auto dir = get_string(table, "ca_dir");
+    if (dir && dir->empty()) {
+      error(*node, "'ca_dir' must not be empty");
+    } else if (dir) {
+      if (options_.check_files) {
+        if (auto reason = unreadable_directory_reason(*dir)) {
+          error(*node, "cannot read CA directory " + quoted(*dir) + ": " + *reason);
+        }
+      }
+      profile.ca_dir = std::move(*dir);
+      profile.ca_dir_location = at(node->source());
+    }
+  } else if (!broken) {
+    error(*table.get("client_certificates"),
+          "missing required key 'ca_dir' in " + section + " (client_certificates = \"" +
+              *table.get("client_certificates")->value<std::string>() + "\" needs it)");
+  }
+  if (auto crl = get_enum<CrlPolicy>(table, "crl",
+                                     {{"require", CrlPolicy::require},
+                                      {"if-present", CrlPolicy::if_present},
+                                      {"off", CrlPolicy::off}})) {
+    profile.crl = *crl;
+  }
+  if (auto v = get_duration(table, "crl_grace", false)) profile.crl_grace = *v;
+  if (auto v = get_int(table, "verify_depth", 1, 100)) profile.verify_depth = static_cast<int>(*v);
+  if (auto v = get_bool(table, "proxy_certificates")) profile.proxy_certificates = *v;
+  get_file(table, "client_ca_names", "client CA names", profile.client_ca_names);
+}
+
+void Loader::load_tls_sessions(const toml::table& table, TlsProfile& profile) {
+  if (table.contains("session_ticket_keys")) {
+    std::string path;
+    if (auto where = get_file(table, "session_ticket_keys", "session ticket key", path)) {
+      // A file get_file() found unreadable has its message already.
+      struct stat info {};
+      if (options_.check_files && !unreadable_reason(path) && ::stat(path.c_str(), &info) == 0 &&
+          (info.st_size == 0 || info.st_size % 80 != 0)) {
+        error(*table.get("session_ticket_keys"),
+              "session ticket key file " + quoted(path) + " has " + std::to_string(info.st_size) +
+                  " bytes, not a positive multiple of 80 (one or more 80-byte keys; make one "
+                  "with: openssl rand 80 > " +
+                  path + ")");
+      }
+      profile.session_ticket_keys = std::move(path);
+      profile.session_ticket_keys_location = *where;
+    }
+  }
+  if (auto v = get_duration(table, "session_lifetime", false)) {
+    if (*v < std::chrono::seconds(1)) {
+      error(*table.get("session_lifetime"), "'session_lifetime' must be at least 1s");
+    } else if (*v > std::chrono::days(7)) {
+      error(*table.get("session_lifetime"), "'session_lifetime' must be at most 7d");
+    } else {
+      profile.session_lifetime = *v;
+    }
+  }
+  if (auto v = get_int(table, "session_cache_size", 0, kInt64Max)) {
+    profile.session_cache_size = static_cast<std::size_t>(*v);
+  }
+}
+
+// ---- [auth] -----------------------------------------------------------------------------------
+
+void Loader::load_auth(const toml::node& node) {
+  const auto* table = require_table(node, "auth");
+  if (table == nullptr) return;
+  check_keys(*table, {"trouble_page"}, "[auth]");
+  auto page = get_string(*table, "trouble_page");
+  if (!page) return;
+  const toml::node& value = *table->get("trouble_page");
+  if (page->empty() || page->front() != '/') {
+    error(value, "'trouble_page' must start with '/'");
+  } else if (page->find_first_of("?# \t\r\n\v\f") != std::string::npos) {
+    error(value, "'trouble_page' must be a plain path, without '?', '#' or whitespace");
+  } else if (auto reason = routes::check_request_path(*page)) {
+    error(value, "'trouble_page' is not an acceptable request path: " + std::string(*reason));
+  } else {
+    config_.auth.trouble_page = std::move(*page);
   }
 }
 
@@ -574,17 +762,28 @@ bool Loader::load_route(const toml::table& table, std::size_t number, routes::Ro
   return errors_.size() == before;
 }
 
+// Every route states its auth: a forgotten key must not silently publish a protected service.
 void Loader::load_route_auth(const toml::table& table, routes::RouteRule& rule) {
   rule.auth_policy = static_cast<std::size_t>(AuthPolicy::none);
-  auto auth = get_string(table, "auth");
-  if (!auth || *auth == "none") return;
-  const toml::node& node = *table.get("auth");
-  if (*auth == "cert" || *auth == "cert+limited-proxy" || *auth == "optional") {
-    error(node, "auth = " + quoted(*auth) + " needs grid authentication, which is not built yet");
-  } else {
-    error(node, "'auth' must be one of none, cert, cert+limited-proxy, optional (got " +
-                    quoted(*auth) + ")");
+  if (!table.contains("auth")) {
+    error(at(table.source()),
+          "missing required key 'auth' in [[route]] (one of none, optional, cert, "
+          "cert+limited-proxy)");
+    return;
   }
+  const auto policy =
+      get_enum<AuthPolicy>(table, "auth",
+                           {{"none", AuthPolicy::none},
+                            {"optional", AuthPolicy::optional},
+                            {"cert", AuthPolicy::cert},
+                            {"cert+limited-proxy", AuthPolicy::cert_limited_proxy}});
+  if (!policy) return;
+  if (*policy != AuthPolicy::none && !client_certificates_possible_) {
+    error(*table.get("auth"), "auth = \"" + *table.get("auth")->value<std::string>() +
+                                  "\" needs a [tls.*] profile with client_certificates = "
+                                  "\"request\" or \"require\"");
+  }
+  rule.auth_policy = static_cast<std::size_t>(*policy);
 }
 
 // Each regex rule is compiled alone first so that every bad pattern is reported, not only the
@@ -608,12 +807,14 @@ void Loader::build_route_table(std::vector<routes::RouteRule> rules,
 }
 
 ConfigLoadResult Loader::run(const toml::table& root) {
-  check_keys(root, {"server", "listener", "tls", "limits", "backend", "route"}, "");
-  // Referenced sections first: listeners name tls profiles, routes name backends.
+  check_keys(root, {"server", "listener", "tls", "limits", "backend", "auth", "route"}, "");
+  // Referenced sections first: listeners name tls profiles, routes name backends (and a route
+  // needing an identity needs a profile that asks for client certificates).
   if (const auto* node = root.get("tls")) load_tls(*node);
   if (const auto* node = root.get("backend")) load_backends(*node);
   if (const auto* node = root.get("server")) load_server(*node);
   if (const auto* node = root.get("limits")) load_limits(*node);
+  if (const auto* node = root.get("auth")) load_auth(*node);
   load_listeners(root.get("listener"));
   load_routes(root.get("route"));
 

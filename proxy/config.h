@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "auth/policy.h"
 #include "routes/route_table.h"
 
 namespace proxy {
@@ -42,17 +43,63 @@ struct ServerSettings {
   std::string user;      // drop privileges to this user after binding; empty = no
   std::size_t max_connections = 20000;
   Duration shutdown_timeout = std::chrono::seconds(30);
+  // How often files loaded at start (CA directory and CRLs, server certificates and keys,
+  // session ticket keys) are checked for changes; a changed file is reloaded without a restart.
+  // SIGHUP reloads them at once. Must be >= 100ms.
+  Duration file_check_interval = std::chrono::seconds(5);
+};
+
+// Whether the server asks the client for a certificate in the TLS handshake.
+enum class ClientCertificates : std::uint8_t {
+  off,      // never asked
+  request,  // asked; a missing or failing certificate leaves the connection unauthenticated
+  require,  // asked; the handshake fails without a valid one
+};
+
+// How certificate revocation lists in ca_dir are enforced.
+enum class CrlPolicy : std::uint8_t {
+  require,     // every CA of a chain must have a current CRL (missing CRL = rejected)
+  if_present,  // a CA without a CRL is accepted; one with a CRL is checked
+  off,         // CRLs are not loaded
+};
+
+// An additional server certificate, served to clients whose SNI names one of the names in its
+// subjectAltName (dNSName entries, "*.example.org" wildcards match one label).
+struct SniCertificate {
+  std::string certificate;  // PEM chain, leaf first
+  std::string key;
+  SourceLocation location;  // of the table entry
 };
 
 struct TlsProfile {
   std::string name;
-  std::string certificate;  // PEM chain, leaf first
+  std::string certificate;  // PEM chain, leaf first; served when no SNI certificate matches
   std::string key;
   SourceLocation certificate_location;
   SourceLocation key_location;
   int min_protocol = 0;  // TLS1_2_VERSION or TLS1_3_VERSION (OpenSSL constants)
   int max_protocol = 0;
   std::vector<std::string> alpn = {"http/1.1"};  // only "http/1.1" accepted until h2 lands
+  std::vector<SniCertificate> sni_certificates;  // key "sni_certificates", array of tables
+
+  // Client certificates (grid X.509, proxies). ca_dir is required unless this is off.
+  ClientCertificates client_certificates = ClientCertificates::off;
+  std::string ca_dir;  // <hash>.N CA certificates and <hash>.rN CRLs
+  SourceLocation ca_dir_location;
+  CrlPolicy crl = CrlPolicy::require;
+  Duration crl_grace = std::chrono::hours(24);  // accept a CRL this long past its nextUpdate
+  int verify_depth = 10;                         // 1..100
+  bool proxy_certificates = true;                // RFC 3820 and legacy Globus proxies
+  // PEM file of CA certificates named in the CertificateRequest; empty = name none (the
+  // default: IGTF has ~150 CAs and sending their names costs every handshake).
+  std::string client_ca_names;
+
+  // Sessions. The ticket key file holds one or more 80-byte keys (16 name, 32 HMAC, 32 AES;
+  // `openssl rand 80`), the first encrypts and all decrypt; empty = random keys per process.
+  std::string session_ticket_keys;
+  SourceLocation session_ticket_keys_location;
+  Duration session_lifetime = std::chrono::hours(1);  // 1s..7d; caps cache and tickets
+  std::size_t session_cache_size = 20480;             // 0 = no server-side session cache
 };
 
 struct ListenerSettings {
@@ -91,7 +138,13 @@ struct BackendSettings {
   Balance balance = Balance::round_robin;
 };
 
-enum class AuthPolicy : std::uint8_t { none };  // cert / optional / ... arrive with grid auth
+// A route's `auth` (route key "auth"). Every route must state it: a forgotten key must not
+// silently publish a protected service.
+using AuthPolicy = auth::Policy;
+
+struct AuthSettings {
+  std::string trouble_page = "/auth/trouble";  // always answered locally with 200
+};
 
 struct Config {
   std::string source_file;
@@ -100,6 +153,7 @@ struct Config {
   std::map<std::string, TlsProfile> tls;
   Limits limits;
   std::vector<BackendSettings> backends;
+  AuthSettings auth;
   routes::RouteTable routes;  // RouteRule::backend_index indexes `backends`
 };
 
@@ -121,7 +175,7 @@ struct ConfigLoadResult {
 // Checks that need the machine the file is meant for; both are on in production. Tests and a
 // config check on another machine may turn them off.
 struct ConfigLoadOptions {
-  bool check_files = true;       // certificate and key files must be readable now
+  bool check_files = true;       // certificate, key, ca_dir and ticket files must be readable now
   bool resolve_backends = true;  // look backend host names up now (else address.length == 0)
 };
 

@@ -19,6 +19,7 @@
 
 #include "proxy/failure.h"
 #include "proxy/http1_parser.h"
+#include "tls/client_identity.h"
 
 namespace proxy {
 
@@ -70,6 +71,9 @@ class Downstream {
   virtual std::uint64_t id() const = 0;
   // Storage reused for building heads, so a request allocates nothing once warm.
   virtual std::string& scratch() = 0;
+  // The client's certificate identity, fixed for the connection at its TLS handshake (the
+  // "no certificate" identity on plain HTTP).
+  virtual const tls::ClientIdentity& identity() const = 0;
 
  protected:
   Downstream() = default;

@@ -61,10 +61,18 @@ void write_local_response(evbuffer* out, std::string& scratch, int status,
     append_escaped(body, message);
     body.append("</p></body></html>\n");
   }
+  write_local_body(out, scratch, status, extra_headers,
+                   body.empty() ? std::string_view() : "text/html; charset=utf-8", body, keep_alive,
+                   head_only);
+}
+
+void write_local_body(evbuffer* out, std::string& scratch, int status,
+                      std::string_view extra_headers, std::string_view content_type,
+                      std::string_view body, bool keep_alive, bool head_only) {
   scratch.clear();
-  append_status_line(scratch, status, reason);
+  append_status_line(scratch, status, status_reason(status));
   scratch.append(extra_headers);
-  if (!body.empty()) scratch.append("Content-Type: text/html; charset=utf-8\r\n");
+  if (!content_type.empty()) append_header_line(scratch, "Content-Type", content_type);
   scratch.append("Content-Length: ");
   scratch.append(std::to_string(body.size()));
   scratch.append("\r\nCache-Control: no-store\r\n");

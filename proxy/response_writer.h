@@ -20,4 +20,9 @@ void write_local_response(evbuffer* out, std::string& scratch, int status,
                           std::string_view extra_headers, std::string_view message, bool keep_alive,
                           bool head_only);
 
+// The same with a body of the caller's (e.g. an auth page): `content_type` empty = none.
+void write_local_body(evbuffer* out, std::string& scratch, int status,
+                      std::string_view extra_headers, std::string_view content_type,
+                      std::string_view body, bool keep_alive, bool head_only);
+
 }  // namespace proxy

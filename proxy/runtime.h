@@ -1,6 +1,7 @@
 // What all workers share for the lifetime of the process: the configuration snapshot, the
-// TLS contexts, and the few process-wide counters (atomics only; no locks on request paths).
-// Owner: the Server; created before the workers start and destroyed after they are joined.
+// TLS profiles (whose contexts and trust stores reload themselves), and the few process-wide
+// counters (atomics only; no locks on request paths). Owner: the Server; created before the workers
+// start and destroyed after they are joined.
 #pragma once
 
 #include <atomic>
@@ -10,13 +11,13 @@
 
 #include "proxy/config.h"
 #include "proxy/connection_quota.h"
-#include "tls/server_context.h"
+#include "proxy/tls_profile.h"
 
 namespace proxy {
 
 struct ListenerRuntime {
   const ListenerSettings* settings = nullptr;
-  const tls::ServerContext* tls = nullptr;  // null for plain HTTP
+  const TlsProfileRuntime* tls = nullptr;  // null for plain HTTP
   // redirect_to_https listeners: the port of the first TLS listener, 0 when it is 443 (the
   // redirect then names no port).
   unsigned https_port = 0;
@@ -30,7 +31,7 @@ struct BackendRuntime {
 struct Runtime {
   std::shared_ptr<const Config> config;
   std::size_t workers = 1;
-  std::vector<std::unique_ptr<tls::ServerContext>> tls_contexts;
+  std::vector<std::unique_ptr<TlsProfileRuntime>> tls_profiles;
   std::vector<ListenerRuntime> listeners;                 // parallel to config->listeners
   std::vector<std::unique_ptr<BackendRuntime>> backends;  // parallel to config->backends
   std::atomic<std::size_t> client_connections{0};

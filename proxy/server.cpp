@@ -19,6 +19,7 @@
 
 #include "proxy/libevent_ptr.h"
 #include "proxy/log.h"
+#include "proxy/timeval.h"
 #include "proxy/worker.h"
 
 namespace proxy {
@@ -61,22 +62,16 @@ std::variant<std::unique_ptr<Server>, std::vector<std::string>> Server::create(
   runtime.workers = config->server.workers == 0 ? 1 : config->server.workers;
 
   std::vector<std::string> errors;
-  std::map<std::string, const tls::ServerContext*> contexts;
+  std::map<std::string, const TlsProfileRuntime*> contexts;
   for (const auto& [name, profile] : config->tls) {
-    tls::ServerContextSettings settings;
-    settings.certificate_file = profile.certificate;
-    settings.key_file = profile.key;
-    settings.min_protocol = profile.min_protocol;
-    settings.max_protocol = profile.max_protocol;
-    settings.alpn = profile.alpn;
-    auto created = tls::ServerContext::create(settings);
-    if (auto* message = std::get_if<std::string>(&created)) {
-      errors.push_back(profile.certificate_location.format() + ": tls." + name + ": " + *message);
+    auto created = TlsProfileRuntime::create(profile);
+    if (auto* messages = std::get_if<std::vector<std::string>>(&created)) {
+      errors.insert(errors.end(), messages->begin(), messages->end());
       continue;
     }
-    runtime.tls_contexts.push_back(
-        std::make_unique<tls::ServerContext>(std::move(std::get<tls::ServerContext>(created))));
-    contexts[name] = runtime.tls_contexts.back().get();
+    runtime.tls_profiles.push_back(
+        std::move(std::get<std::unique_ptr<TlsProfileRuntime>>(created)));
+    contexts[name] = runtime.tls_profiles.back().get();
   }
   if (!errors.empty()) return errors;
 
@@ -176,17 +171,26 @@ int Server::run() {
     LOG_INFO("received %s: draining", signal == SIGTERM ? "SIGTERM" : "SIGINT");
     event_base_loopexit(static_cast<event_base*>(arg), nullptr);
   };
-  // Reloading arrives with certificate and user-map reloads; until then SIGHUP (systemctl
-  // reload) must not kill the frontend, which is its default action.
-  auto on_hangup = [](evutil_socket_t, short, void*) noexcept {
-    LOG_WARN("received SIGHUP: reloading is not implemented yet; nothing changed");
+  // SIGHUP (systemctl reload) reloads every certificate, key, CA and CRL file at once; the
+  // timer picks up changed files by itself (fetch-crl, certificate renewal, key rotation).
+  auto check_files = [](evutil_socket_t, short, void* arg) noexcept {
+    static_cast<Server*>(arg)->check_tls_files(false);
+  };
+  auto on_hangup = [](evutil_socket_t, short, void* arg) noexcept {
+    LOG_INFO("received SIGHUP: reloading certificates, CAs, CRLs and ticket keys");
+    static_cast<Server*>(arg)->check_tls_files(true);
   };
   EventPtr sigterm(evsignal_new(base.get(), SIGTERM, on_signal, base.get()));
   EventPtr sigint(evsignal_new(base.get(), SIGINT, on_signal, base.get()));
-  EventPtr sighup(evsignal_new(base.get(), SIGHUP, on_hangup, nullptr));
+  EventPtr sighup(evsignal_new(base.get(), SIGHUP, on_hangup, this));
+  EventPtr file_timer(event_new(base.get(), -1, EV_PERSIST, check_files, this));
   evsignal_add(sigterm.get(), nullptr);
   evsignal_add(sigint.get(), nullptr);
   evsignal_add(sighup.get(), nullptr);
+  if (!runtime_.tls_profiles.empty()) {
+    const timeval interval = to_timeval(runtime_.config->server.file_check_interval);
+    event_add(file_timer.get(), &interval);
+  }
   event_base_dispatch(base.get());
 
   for (auto& worker : workers) worker->request_shutdown();
@@ -203,6 +207,10 @@ int Server::run() {
   workers.clear();
   LOG_INFO("stopped");
   return 0;
+}
+
+void Server::check_tls_files(bool force) {
+  for (const auto& profile : runtime_.tls_profiles) profile->check_files(force);
 }
 
 }  // namespace proxy

@@ -1,6 +1,7 @@
 // The process: binds the listeners (one SO_REUSEPORT socket per listener and worker), builds
 // the shared runtime, drops privileges, runs the workers, and turns SIGTERM/SIGINT into a
-// graceful drain bounded by shutdown_timeout.
+// graceful drain bounded by shutdown_timeout. Its main thread also watches the TLS files
+// (certificates, CA directory and CRLs, ticket keys) and reloads them off the event loops.
 // Owner: main(). Lives for the whole run.
 #pragma once
 
@@ -25,6 +26,9 @@ class Server {
 
   // Binds, runs until a termination signal and the drain that follows; returns the exit code.
   int run();
+
+  // Main thread: reloads the TLS files that changed (all of them when `force`, on SIGHUP).
+  void check_tls_files(bool force);
 
  private:
   Server() = default;

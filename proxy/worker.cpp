@@ -72,7 +72,7 @@ void Worker::accept_connection(std::size_t listener_index, evutil_socket_t fd,
   const ListenerRuntime& listener = runtime_.listeners[listener_index];
   BufferEventPtr bev;
   if (listener.tls != nullptr) {
-    tls::SslPtr ssl = listener.tls->new_session();
+    tls::SslPtr ssl = listener.tls->context()->new_session();
     if (ssl) {
       bev.reset(bufferevent_openssl_socket_new(base_.get(), fd, ssl.get(),
                                                BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE));

@@ -247,6 +247,7 @@ TEST(LoadConfig, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(config.server.user, "");
   EXPECT_EQ(config.server.max_connections, 20000u);
   EXPECT_EQ(config.server.shutdown_timeout, Duration(30s));
+  EXPECT_EQ(config.server.file_check_interval, Duration(5s));
   ASSERT_EQ(config.listeners.size(), 1u);
   EXPECT_EQ(config.listeners[0].address.text, "127.0.0.1:8080");
   EXPECT_EQ(config.listeners[0].tls, "");
@@ -259,6 +260,7 @@ TEST(LoadConfig, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(config.limits.idle_timeout, Duration(75s));
   EXPECT_EQ(config.limits.handshake_timeout, Duration(10s));
   EXPECT_EQ(config.limits.body_timeout, Duration(60s));
+  EXPECT_EQ(config.auth.trouble_page, "/auth/trouble");
   ASSERT_EQ(config.backends.size(), 1u);
   const BackendSettings& app = config.backends[0];
   EXPECT_EQ(app.name, "app");
@@ -357,6 +359,7 @@ balance = "least-connections"
 [[route]]
 path = "/z"
 backend = "zeta"
+auth = "none"
 
 [[route]]
 name = "couch"
@@ -393,6 +396,22 @@ TEST_F(LoadConfigFiles, FullFileSetsEveryValue) {
   EXPECT_EQ(main.alpn, Strings{"http/1.1"});
   EXPECT_EQ(config.tls.at("spare").min_protocol, TLS1_2_VERSION);
   EXPECT_EQ(config.tls.at("spare").max_protocol, TLS1_3_VERSION);
+
+  // A profile without the grid authentication and session keys gets their defaults.
+  const TlsProfile& spare = config.tls.at("spare");
+  EXPECT_TRUE(spare.sni_certificates.empty());
+  EXPECT_EQ(spare.client_certificates, ClientCertificates::off);
+  EXPECT_EQ(spare.ca_dir, "");
+  EXPECT_EQ(spare.crl, CrlPolicy::require);
+  EXPECT_EQ(spare.crl_grace, Duration(24h));
+  EXPECT_EQ(spare.verify_depth, 10);
+  EXPECT_TRUE(spare.proxy_certificates);
+  EXPECT_EQ(spare.client_ca_names, "");
+  EXPECT_EQ(spare.session_ticket_keys, "");
+  EXPECT_EQ(spare.session_lifetime, Duration(1h));
+  EXPECT_EQ(spare.session_cache_size, 20480u);
+  EXPECT_EQ(config.server.file_check_interval, Duration(5s));
+  EXPECT_EQ(config.auth.trouble_page, "/auth/trouble");
 
   EXPECT_EQ(config.limits.header_size, 32768u);
   EXPECT_EQ(config.limits.header_count, 50u);
@@ -448,6 +467,7 @@ servers = ["http://127.0.0.1:8246"]
 [[route]]
 path = "/"
 backend = "app"
+auth = "none"
 )");
   const auto result = load_config(path);
   ASSERT_EQ(result.errors.size(), 1u);
@@ -469,11 +489,249 @@ servers = ["http://127.0.0.1:8246"]
 [[route]]
 path = "/"
 backend = "app"
+auth = "none"
 )");
   const auto result = load_config(path);
   ASSERT_EQ(result.errors.size(), 1u);
   EXPECT_EQ(result.errors[0].format(), path + ":5:15: cannot read certificate file '" +
                                            dir_.string() + "': not a regular file");
+}
+
+// Every grid authentication, SNI and session key, on files that exist.
+constexpr const char* kGridConfig = R"([server]
+file_check_interval = "250ms"
+
+[[listener]]
+address = "127.0.0.1:8443"
+tls = "grid"
+
+[tls.grid]
+certificate = "DIR/cert.pem"
+key = "DIR/key.pem"
+sni_certificates = [
+  {certificate = "DIR/alias-cert.pem", key = "DIR/alias-key.pem"},
+  {key = "DIR/key.pem", certificate = "DIR/cert.pem"},
+]
+client_certificates = "require"
+ca_dir = "DIR/certificates"
+crl = "if-present"
+crl_grace = "0"
+verify_depth = 100
+proxy_certificates = false
+client_ca_names = "DIR/ca-names.pem"
+session_ticket_keys = "DIR/ticket-keys"
+session_lifetime = "7d"
+session_cache_size = 0
+
+[tls.anonymous]
+certificate = "DIR/cert.pem"
+key = "DIR/key.pem"
+client_certificates = "request"
+ca_dir = "DIR/certificates"
+crl = "off"
+crl_grace = "90m"
+verify_depth = 1
+session_lifetime = "1s"
+
+[[tls.anonymous.sni_certificates]]
+certificate = "DIR/alias-cert.pem"
+key = "DIR/alias-key.pem"
+
+[auth]
+trouble_page = "/cms/auth-trouble"
+
+[backend.app]
+servers = ["http://127.0.0.1:8246"]
+
+[[route]]
+path = "/none"
+backend = "app"
+auth = "none"
+
+[[route]]
+path = "/optional"
+backend = "app"
+auth = "optional"
+
+[[route]]
+path = "/cert"
+backend = "app"
+auth = "cert"
+
+[[route]]
+path = "/limited"
+backend = "app"
+auth = "cert+limited-proxy"
+)";
+
+TEST_F(LoadConfigFiles, GridAuthenticationKeysAreParsed) {
+  std::ofstream(dir_ / "alias-cert.pem") << "not parsed by the loader\n";
+  std::ofstream(dir_ / "alias-key.pem") << "not parsed by the loader\n";
+  std::ofstream(dir_ / "ca-names.pem") << "not parsed by the loader\n";
+  std::ofstream(dir_ / "ticket-keys") << std::string(160, 'k');
+  std::filesystem::create_directory(dir_ / "certificates");
+  const std::string path = write(kGridConfig);
+  const auto result = load_config(path);
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  const Config& config = *result.config;
+  EXPECT_EQ(config.server.file_check_interval, Duration(250));
+  EXPECT_EQ(config.auth.trouble_page, "/cms/auth-trouble");
+
+  const TlsProfile& grid = config.tls.at("grid");
+  ASSERT_EQ(grid.sni_certificates.size(), 2u);
+  EXPECT_EQ(grid.sni_certificates[0].certificate, (dir_ / "alias-cert.pem").string());
+  EXPECT_EQ(grid.sni_certificates[0].key, (dir_ / "alias-key.pem").string());
+  EXPECT_EQ(grid.sni_certificates[0].location.format(), path + ":12:3");
+  EXPECT_EQ(grid.sni_certificates[1].certificate, (dir_ / "cert.pem").string());
+  EXPECT_EQ(grid.sni_certificates[1].key, (dir_ / "key.pem").string());
+  EXPECT_EQ(grid.sni_certificates[1].location.format(), path + ":13:3");
+  EXPECT_EQ(grid.client_certificates, ClientCertificates::require);
+  EXPECT_EQ(grid.ca_dir, (dir_ / "certificates").string());
+  EXPECT_EQ(grid.ca_dir_location.format(), path + ":16:10");
+  EXPECT_EQ(grid.crl, CrlPolicy::if_present);
+  EXPECT_EQ(grid.crl_grace, Duration(0));
+  EXPECT_EQ(grid.verify_depth, 100);
+  EXPECT_FALSE(grid.proxy_certificates);
+  EXPECT_EQ(grid.client_ca_names, (dir_ / "ca-names.pem").string());
+  EXPECT_EQ(grid.session_ticket_keys, (dir_ / "ticket-keys").string());
+  EXPECT_EQ(grid.session_ticket_keys_location.format(), path + ":22:23");
+  EXPECT_EQ(grid.session_lifetime, Duration(168h));
+  EXPECT_EQ(grid.session_cache_size, 0u);
+
+  const TlsProfile& anonymous = config.tls.at("anonymous");
+  ASSERT_EQ(anonymous.sni_certificates.size(), 1u);
+  EXPECT_EQ(anonymous.sni_certificates[0].certificate, (dir_ / "alias-cert.pem").string());
+  EXPECT_EQ(anonymous.sni_certificates[0].location.format(), path + ":36:1");
+  EXPECT_EQ(anonymous.client_certificates, ClientCertificates::request);
+  EXPECT_EQ(anonymous.crl, CrlPolicy::off);
+  EXPECT_EQ(anonymous.crl_grace, Duration(90min));
+  EXPECT_EQ(anonymous.verify_depth, 1);
+  EXPECT_TRUE(anonymous.proxy_certificates);
+  EXPECT_EQ(anonymous.client_ca_names, "");
+  EXPECT_EQ(anonymous.session_ticket_keys, "");
+  EXPECT_EQ(anonymous.session_lifetime, Duration(1s));
+  EXPECT_EQ(anonymous.session_cache_size, 20480u);
+
+  ASSERT_EQ(config.routes.size(), 4u);
+  EXPECT_EQ(config.routes.rule(0).auth_policy, static_cast<std::size_t>(AuthPolicy::none));
+  EXPECT_EQ(config.routes.rule(1).auth_policy, static_cast<std::size_t>(AuthPolicy::optional));
+  EXPECT_EQ(config.routes.rule(2).auth_policy, static_cast<std::size_t>(AuthPolicy::cert));
+  EXPECT_EQ(config.routes.rule(3).auth_policy,
+            static_cast<std::size_t>(AuthPolicy::cert_limited_proxy));
+}
+
+// A profile asking for client certificates, with `extra` keys, and one route.
+constexpr const char* kClientCertificateProfile = R"([[listener]]
+address = "127.0.0.1:8443"
+tls = "main"
+[backend.app]
+servers = ["http://127.0.0.1:8246"]
+[[route]]
+path = "/"
+backend = "app"
+auth = "cert"
+[tls.main]
+certificate = "DIR/cert.pem"
+key = "DIR/key.pem"
+client_certificates = "request"
+)";
+
+TEST_F(LoadConfigFiles, TicketKeyFileHoldsWholeEightyByteKeys) {
+  std::filesystem::create_directory(dir_ / "certificates");
+  const std::string path = write(std::string(kClientCertificateProfile) +
+                                 "ca_dir = \"DIR/certificates\"\n"
+                                 "session_ticket_keys = \"DIR/ticket-keys\"\n");
+  const std::string keys = (dir_ / "ticket-keys").string();
+  for (const std::size_t size : {80u, 160u}) {
+    std::ofstream(keys, std::ios::trunc) << std::string(size, 'k');
+    const auto result = load_config(path);
+    EXPECT_TRUE(result.errors.empty()) << size << ": " << result.errors.front().format();
+  }
+  for (const std::size_t size : {0u, 81u}) {
+    std::ofstream(keys, std::ios::trunc) << std::string(size, 'k');
+    const auto result = load_config(path);
+    ASSERT_EQ(result.errors.size(), 1u) << size;
+    EXPECT_EQ(result.errors[0].format(),
+              path + ":15:23: session ticket key file '" + keys + "' has " + std::to_string(size) +
+                  " bytes, not a positive multiple of 80 (one or more 80-byte keys; make one "
+                  "with: openssl rand 80 > " +
+                  keys + ")");
+    EXPECT_TRUE(load_config(path, {.check_files = false}).errors.empty());
+  }
+}
+
+TEST_F(LoadConfigFiles, CaDirMustBeAReadableDirectory) {
+  for (const std::string name : {"cert.pem", "missing"}) {
+    const std::string path =
+        write(std::string(kClientCertificateProfile) + "ca_dir = \"DIR/" + name + "\"\n");
+    const auto result = load_config(path);
+    ASSERT_EQ(result.errors.size(), 1u) << name;
+    EXPECT_EQ(result.errors[0].format(),
+              path + ":14:10: cannot read CA directory '" + (dir_ / name).string() +
+                  "': " + (name == "missing" ? "No such file or directory" : "Not a directory"));
+    EXPECT_TRUE(load_config(path, {.check_files = false}).errors.empty());
+  }
+}
+
+TEST_F(LoadConfigFiles, GridFilesMustBeReadable) {
+  std::filesystem::create_directory(dir_ / "certificates");
+  const std::string path = write(std::string(kClientCertificateProfile) +
+                                 "ca_dir = \"DIR/certificates\"\n"
+                                 "client_ca_names = \"DIR/names.pem\"\n"
+                                 "session_ticket_keys = \"DIR/keys\"\n"
+                                 "sni_certificates = [{certificate = \"DIR/cert.pem\", "
+                                 "key = \"DIR/alias.key\"}]\n");
+  Strings errors;
+  for (const auto& error : load_config(path).errors) errors.push_back(error.format());
+  const std::string missing = "': No such file or directory";
+  EXPECT_EQ(errors, (Strings{
+                        path + ":15:19: cannot read client CA names file '" +
+                            (dir_ / "names.pem").string() + missing,
+                        path + ":16:23: cannot read session ticket key file '" +
+                            (dir_ / "keys").string() + missing,
+                        path + ":17:" + std::to_string(55 + dir_.string().size()) +
+                            ": cannot read key file '" + (dir_ / "alias.key").string() + missing,
+                    }));
+  EXPECT_TRUE(load_config(path, {.check_files = false}).errors.empty());
+}
+
+TEST_F(LoadConfigFiles, TroublePageMustBeAPlainAcceptablePath) {
+  const std::string rest = R"([[listener]]
+address = "127.0.0.1:8080"
+[backend.app]
+servers = ["http://127.0.0.1:8246"]
+[[route]]
+path = "/"
+backend = "app"
+auth = "none"
+)";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"\"auth/trouble\"", "'trouble_page' must start with '/'"},
+      {"\"\"", "'trouble_page' must start with '/'"},
+      {"\"/auth/trouble?x=1\"",
+       "'trouble_page' must be a plain path, without '?', '#' or whitespace"},
+      {"\"/auth#top\"", "'trouble_page' must be a plain path, without '?', '#' or whitespace"},
+      {"\"/auth trouble\"", "'trouble_page' must be a plain path, without '?', '#' or whitespace"},
+      {"\"/auth/\\ttrouble\"",
+       "'trouble_page' must be a plain path, without '?', '#' or whitespace"},
+      {"\"/auth/../trouble\"",
+       "'trouble_page' is not an acceptable request path: dot segment in path"},
+      {"\"/auth/%2e%2e/x\"",
+       "'trouble_page' is not an acceptable request path: encoded dot in path"},
+      {"\"/auth\\\\trouble\"",
+       "'trouble_page' is not an acceptable request path: backslash in path"},
+      {"7", "'trouble_page' must be a string"},
+  };
+  for (const auto& [value, message] : cases) {
+    const std::string path = write("[auth]\ntrouble_page = " + value + "\n" + rest);
+    const auto result = load_config(path);
+    ASSERT_EQ(result.errors.size(), 1u) << value;
+    EXPECT_EQ(result.errors[0].format(), path + ":2:16: " + message) << value;
+  }
+  const std::string path = write("[auth]\ntrouble_page = \"/_cmsfront/trouble-1.html\"\n" + rest);
+  const auto result = load_config(path);
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  EXPECT_EQ(result.config->auth.trouble_page, "/_cmsfront/trouble-1.html");
 }
 
 // ---- the shipped example ---------------------------------------------------------------------
@@ -498,6 +756,23 @@ TEST(ExampleConfiguration, LoadsWhenFilesAndHostsAreNotChecked) {
   EXPECT_EQ(couchdb.rewrite, "$1");
   EXPECT_EQ(config.backends.at(couchdb.backend_index).name, "couchdb");
   EXPECT_EQ(config.backends.at(config.routes.rule(0).backend_index).name, "reqmgr2");
+
+  EXPECT_EQ(config.server.file_check_interval, Duration(5s));
+  const TlsProfile& main = config.tls.at("main");
+  EXPECT_TRUE(main.sni_certificates.empty());
+  EXPECT_EQ(main.client_certificates, ClientCertificates::request);
+  EXPECT_EQ(main.ca_dir, "/etc/grid-security/certificates");
+  EXPECT_EQ(main.crl, CrlPolicy::require);
+  EXPECT_EQ(main.crl_grace, Duration(24h));
+  EXPECT_EQ(main.verify_depth, 10);
+  EXPECT_TRUE(main.proxy_certificates);
+  EXPECT_EQ(main.client_ca_names, "");
+  EXPECT_EQ(main.session_ticket_keys, "");
+  EXPECT_EQ(main.session_lifetime, Duration(1h));
+  EXPECT_EQ(main.session_cache_size, 20480u);
+  EXPECT_EQ(config.auth.trouble_page, "/auth/trouble");
+  EXPECT_EQ(config.routes.rule(0).auth_policy, static_cast<std::size_t>(AuthPolicy::cert));
+  EXPECT_EQ(couchdb.auth_policy, static_cast<std::size_t>(AuthPolicy::cert_limited_proxy));
 }
 
 // Where `needle` starts in `file`, as "line:column" (1-based), or "" when absent.
@@ -649,7 +924,7 @@ TEST(LoadConfigErrors, BadRegex) {
             (Strings{
                 "bad_regex.toml:8:9: invalid regex '^/couchdb(/.*$': missing closing parenthesis "
                 "at offset 14",
-                "bad_regex.toml:18:9: invalid regex '[z-a]': range out of order in character "
+                "bad_regex.toml:20:9: invalid regex '[z-a]': range out of order in character "
                 "class at offset 3",
             }));
 }
@@ -661,7 +936,9 @@ TEST(LoadConfigErrors, MissingRequiredKey) {
                 "missing_required.toml:4:1: missing required key 'key' in [tls.main]",
                 "missing_required.toml:7:1: missing required key 'servers' in [backend.app]",
                 "missing_required.toml:10:1: missing required key 'backend' in [[route]]",
-                "missing_required.toml:13:1: missing required key 'path' or 'match' in [[route]]",
+                "missing_required.toml:14:1: missing required key 'path' or 'match' in [[route]]",
+                "missing_required.toml:18:1: missing required key 'auth' in [[route]] (one of "
+                "none, optional, cert, cert+limited-proxy)",
             }));
   EXPECT_EQ(load_errors("missing_sections.toml"),
             (Strings{
@@ -677,15 +954,16 @@ TEST(LoadConfigErrors, BadEnumValue) {
                 "TLSv1.3)",
                 "bad_enum.toml:9:9: h2 is not supported yet",
                 "bad_enum.toml:9:27: unsupported ALPN protocol 'spdy/3' (expected http/1.1)",
-                "bad_enum.toml:13:11: balance = 'affinity' is not supported yet",
-                "bad_enum.toml:14:12: protocol = 'h2c' is not supported yet",
-                "bad_enum.toml:18:11: 'balance' must be one of round-robin, least-connections, "
+                "bad_enum.toml:10:23: 'client_certificates' must be one of off, request, require "
+                "(got 'optional')",
+                "bad_enum.toml:11:7: 'crl' must be one of require, if-present, off (got 'yes')",
+                "bad_enum.toml:15:11: balance = 'affinity' is not supported yet",
+                "bad_enum.toml:16:12: protocol = 'h2c' is not supported yet",
+                "bad_enum.toml:20:11: 'balance' must be one of round-robin, least-connections, "
                 "random (got 'fastest')",
-                "bad_enum.toml:19:12: 'protocol' must be http/1.1 (got 'http/2')",
-                "bad_enum.toml:24:8: auth = 'cert' needs grid authentication, which is not built "
-                "yet",
-                "bad_enum.toml:29:8: 'auth' must be one of none, cert, cert+limited-proxy, "
-                "optional (got 'everyone')",
+                "bad_enum.toml:21:12: 'protocol' must be http/1.1 (got 'http/2')",
+                "bad_enum.toml:32:8: 'auth' must be one of none, optional, cert, "
+                "cert+limited-proxy (got 'everyone')",
             }));
 }
 
@@ -694,11 +972,99 @@ TEST(LoadConfigErrors, MultipleErrorsAreAllReportedInFileOrder) {
             (Strings{
                 "multiple_errors.toml:5:13: 'max_queue' must be at least 0",
                 "multiple_errors.toml:8:8: 'path' must start with '/'",
-                "multiple_errors.toml:12:11: invalid address '127.0.0.1:99999': port must be a "
+                "multiple_errors.toml:13:11: invalid address '127.0.0.1:99999': port must be a "
                 "number from 1 to 65535",
-                "multiple_errors.toml:15:16: 'header_count' must be at least 1",
-                "multiple_errors.toml:18:11: 'servers' must not be empty",
-                "multiple_errors.toml:21:1: unknown key 'colour' in [server]",
+                "multiple_errors.toml:16:16: 'header_count' must be at least 1",
+                "multiple_errors.toml:19:11: 'servers' must not be empty",
+                "multiple_errors.toml:22:1: unknown key 'colour' in [server]",
+            }));
+}
+
+TEST(LoadConfigErrors, BadTlsAndServerValues) {
+  EXPECT_EQ(load_errors("bad_tls_values.toml", {.check_files = false}),
+            (Strings{
+                "bad_tls_values.toml:2:23: 'file_check_interval' must be at least 100ms",
+                "bad_tls_values.toml:12:10: 'ca_dir' must not be empty",
+                "bad_tls_values.toml:13:13: 'crl_grace': invalid duration '1x': unknown unit 'x' "
+                "(expected ms, s, m, h or d)",
+                "bad_tls_values.toml:14:16: 'verify_depth' must be at least 1",
+                "bad_tls_values.toml:15:22: 'proxy_certificates' must be a boolean (true or false)",
+                "bad_tls_values.toml:16:19: 'client_ca_names' must be a string",
+                "bad_tls_values.toml:17:20: 'session_lifetime' must be at least 1s",
+                "bad_tls_values.toml:18:22: 'session_cache_size' must be at least 0",
+                // Not a string, so [tls.b] is not also told that it lacks ca_dir.
+                "bad_tls_values.toml:23:23: 'client_certificates' must be a string",
+                "bad_tls_values.toml:24:16: 'verify_depth' must be at most 100",
+                "bad_tls_values.toml:25:23: 'session_ticket_keys' must not be empty",
+                "bad_tls_values.toml:26:20: 'session_lifetime' must be at most 7d",
+            }));
+}
+
+TEST(LoadConfigErrors, SniCertificatesAreTablesOfCertificateAndKey) {
+  EXPECT_EQ(load_errors("bad_sni_certificates.toml", {.check_files = false}),
+            (Strings{
+                "bad_sni_certificates.toml:8:20: 'sni_certificates' must be an array of tables "
+                "such as [{certificate = \"...\", key = \"...\"}]",
+                "bad_sni_certificates.toml:13:20: 'sni_certificates' must not be empty",
+                "bad_sni_certificates.toml:20:3: missing required key 'key' in "
+                "[[tls.c.sni_certificates]]",
+                "bad_sni_certificates.toml:21:61: 'key' must be a string",
+                "bad_sni_certificates.toml:21:64: unknown key 'names' in "
+                "[[tls.c.sni_certificates]]",
+                "bad_sni_certificates.toml:28:1: missing required key 'certificate' in "
+                "[[tls.d.sni_certificates]]",
+            }));
+}
+
+// An operator who writes ca_dir but forgets client_certificates must not believe that
+// certificates are checked.
+TEST(LoadConfigErrors, ClientCertificateKeysNeedClientCertificates) {
+  EXPECT_EQ(load_errors("client_certificates_off.toml", {.check_files = false}),
+            (Strings{
+                "client_certificates_off.toml:9:10: 'ca_dir' has no effect with "
+                "client_certificates = \"off\"",
+                "client_certificates_off.toml:10:7: 'crl' has no effect with "
+                "client_certificates = \"off\"",
+                "client_certificates_off.toml:11:13: 'crl_grace' has no effect with "
+                "client_certificates = \"off\"",
+                "client_certificates_off.toml:12:16: 'verify_depth' has no effect with "
+                "client_certificates = \"off\"",
+                "client_certificates_off.toml:13:22: 'proxy_certificates' has no effect with "
+                "client_certificates = \"off\"",
+                "client_certificates_off.toml:14:19: 'client_ca_names' has no effect with "
+                "client_certificates = \"off\"",
+                "client_certificates_off.toml:20:10: 'ca_dir' has no effect with "
+                "client_certificates = \"off\"",
+            }));
+}
+
+TEST(LoadConfigErrors, ClientCertificatesNeedCaDir) {
+  EXPECT_EQ(load_errors("missing_ca_dir.toml", {.check_files = false}),
+            (Strings{
+                "missing_ca_dir.toml:8:23: missing required key 'ca_dir' in [tls.a] "
+                "(client_certificates = \"request\" needs it)",
+                "missing_ca_dir.toml:13:23: missing required key 'ca_dir' in [tls.b] "
+                "(client_certificates = \"require\" needs it)",
+            }));
+}
+
+TEST(LoadConfigErrors, RoutesNeedingAnIdentityNeedClientCertificates) {
+  EXPECT_EQ(load_errors("auth_needs_client_certificates.toml", {.check_files = false}),
+            (Strings{
+                "auth_needs_client_certificates.toml:21:8: auth = \"optional\" needs a [tls.*] "
+                "profile with client_certificates = \"request\" or \"require\"",
+                "auth_needs_client_certificates.toml:26:8: auth = \"cert\" needs a [tls.*] "
+                "profile with client_certificates = \"request\" or \"require\"",
+                "auth_needs_client_certificates.toml:31:8: auth = \"cert+limited-proxy\" needs a "
+                "[tls.*] profile with client_certificates = \"request\" or \"require\"",
+            }));
+}
+
+TEST(LoadConfigErrors, BadAuthSection) {
+  EXPECT_EQ(load_errors("bad_auth_section.toml"),
+            (Strings{
+                "bad_auth_section.toml:2:16: 'trouble_page' must start with '/'",
+                "bad_auth_section.toml:3:1: unknown key 'login_page' in [auth]",
             }));
 }
 
@@ -716,10 +1082,12 @@ servers = ["http://127.0.0.1:8246"]
 path = "/a"
 match = "^/a"
 backend = "app"
+auth = "none"
 [[route]]
 path = "/b"
 query = true
 backend = "app"
+auth = "none"
 )");
   Strings errors;
   for (const auto& error : load_config(path).errors) errors.push_back(error.format());
@@ -728,7 +1096,7 @@ backend = "app"
                 path + ":4:21: 'redirect_to_https' is only valid on a plain listener (this one "
                        "has 'tls')",
                 path + ":12:9: a route takes either 'path' or 'match', not both",
-                path + ":16:9: 'query' is only valid with 'match'",
+                path + ":17:9: 'query' is only valid with 'match'",
             }));
 }
 
