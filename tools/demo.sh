@@ -72,7 +72,7 @@ backend_port=$(pick_port "${CMSFRONT_DEMO_BACKEND_PORT:-}" 8246)
 # make-test-pki.sh keeps a PKI that is still valid and renews one that is about to expire, so a
 # CA the user chose to trust stays the same across runs.
 tools/make-test-pki.sh "$pki_dir" >/dev/null
-for file in ca.pem server.pem server.key; do
+for file in ca.pem server.pem server.key user.pem user.key; do
   if [[ ! -s "$pki_dir/$file" ]]; then
     echo "demo.sh: tools/make-test-pki.sh did not create $pki_dir/$file" >&2
     exit 1
@@ -164,6 +164,26 @@ if problems:
     sys.exit("demo smoke: " + "; ".join(problems) + "\n" + sys.argv[1])
 ' "$response"
 
+  # The protected route: 403 (JSON when asked) without a certificate, forwarded with one.
+  denied=$(curl -sS --cacert "$pki_dir/ca.pem" -H 'Accept: application/json' \
+    -w ' %{http_code}' "https://localhost:$https_port/protected/echo")
+  if [[ "$denied" != *'"reason":"no_certificate"'*' 403' ]]; then
+    echo "demo smoke: /protected/echo without a certificate answered '$denied', expected 403 no_certificate" >&2
+    exit 1
+  fi
+  allowed=$(curl -sS --cacert "$pki_dir/ca.pem" --cert "$pki_dir/user.pem" --key "$pki_dir/user.key" \
+    -o /dev/null -w '%{http_code}' "https://localhost:$https_port/protected/echo")
+  if [[ "$allowed" != 200 ]]; then
+    echo "demo smoke: /protected/echo with the demo user certificate answered $allowed, expected 200" >&2
+    exit 1
+  fi
+  trouble=$(curl -sS --cacert "$pki_dir/ca.pem" --cert "$pki_dir/user.pem" --key "$pki_dir/user.key" \
+    -H 'Accept: application/json' "https://localhost:$https_port/auth/trouble")
+  if [[ "$trouble" != *'"verified":true'*'CN=Demo User'* ]]; then
+    echo "demo smoke: /auth/trouble did not show the verified demo user: $trouble" >&2
+    exit 1
+  fi
+
   redirect=$(curl -s -o /dev/null -w '%{http_code} %{redirect_url}' "http://localhost:$http_port/echo?x=1")
   if [[ "$redirect" != "301 https://localhost"*"/echo?x=1" ]]; then
     echo "demo smoke: plain HTTP answered '$redirect', expected a 301 to https://localhost/echo?x=1" >&2
@@ -179,7 +199,7 @@ if problems:
     cat "$run_dir/cmsfront.log" >&2
     exit 1
   fi
-  echo "demo smoke: ok (forwarding headers set, cms-* stripped, redirect, clean shutdown)"
+  echo "demo smoke: ok (forwarding headers set, cms-* stripped, certificate auth, trouble page, redirect, clean shutdown)"
   exit 0
 fi
 
@@ -195,6 +215,12 @@ Try, from another terminal in $repo:
 The backend answers with the headers it received: X-Forwarded-For/-Proto/-Host set by
 cmsfront, and no cms-authz-admin (cmsfront strips client-sent cms-* headers).
 Plain HTTP redirects: curl -i http://localhost:$http_port/echo
+
+/protected/ needs a grid certificate; the demo user has one:
+  curl --cacert $shown_dir/pki/ca.pem https://localhost:$https_port/protected/echo            (403)
+  curl --cacert $shown_dir/pki/ca.pem --cert $shown_dir/pki/user.pem --key $shown_dir/pki/user.key \\
+       https://localhost:$https_port/protected/echo                                          (200)
+What the server saw of your certificate: https://localhost:$https_port/auth/trouble
 
 Ctrl-C stops cmsfront (it lets in-flight requests finish first) and the backend.
 

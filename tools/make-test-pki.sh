@@ -6,6 +6,10 @@
 # DIR/ca.pem, DIR/ca.key      a self-signed test CA (ECDSA P-256, 10 days)
 # DIR/server.pem              server certificate for localhost and 127.0.0.1, then the CA
 # DIR/server.key              its key (PKCS#8, unencrypted)
+# DIR/user.pem, DIR/user.key  a client ("grid user") certificate with a CERN-style DN:
+#                             /DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=demo/CN=100001/CN=Demo User
+# DIR/ca_dir/                 the CA as an IGTF-style hashed directory (<hash>.0) with an
+#                             empty CRL (<hash>.r0), for cmsfront's ca_dir
 #
 # Idempotent: files that already exist and still verify against the CA are kept, so running it
 # again is cheap and never changes a certificate a running process has loaded. Remove DIR to
@@ -62,7 +66,8 @@ EOF
   mv "$tmp/ca.key" "$dir/ca.key"
   mv "$tmp/ca.pem" "$dir/ca.pem"
   # A new CA invalidates everything it signed before.
-  rm -f "$dir/server.pem" "$dir/server.key" "$dir/server.crt"
+  rm -f "$dir/server.pem" "$dir/server.key" "$dir/server.crt" "$dir/user.pem" \
+    "$dir/user.key" "$dir/user.crt"
 }
 
 # sign NAME SUBJECT EXTENSIONS: key DIR/NAME.key, certificate DIR/NAME.crt signed by the CA.
@@ -91,6 +96,43 @@ authorityKeyIdentifier = keyid"
   cat "$dir/server.crt" "$dir/ca.pem" > "$dir/server.pem"
 }
 
+issue_user() {
+  if still_valid "$dir/user.crt" && [ -s "$dir/user.key" ] && [ -s "$dir/user.pem" ]; then
+    return 0
+  fi
+  sign user "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=demo/CN=100001/CN=Demo User" \
+    "basicConstraints = critical, CA:false
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid"
+  cp "$dir/user.crt" "$dir/user.pem"
+}
+
+# The CA and an empty CRL (valid as long as the CA), named by subject hash as in
+# /etc/grid-security/certificates. Rewritten whenever the CA changed.
+make_ca_dir() {
+  hash=$(openssl x509 -in "$dir/ca.pem" -noout -subject_hash)
+  if [ -s "$dir/ca_dir/$hash.0" ] && [ -s "$dir/ca_dir/$hash.r0" ] &&
+     cmp -s "$dir/ca.pem" "$dir/ca_dir/$hash.0"; then
+    return 0
+  fi
+  rm -rf "$dir/ca_dir"
+  mkdir -p "$dir/ca_dir"
+  : > "$tmp/index.txt"
+  echo 01 > "$tmp/crlnumber"
+  printf '[ca]\ndefault_ca = test_ca\n[test_ca]\ndatabase = %s\ncrlnumber = %s\ndefault_md = sha256\ndefault_crl_days = %s\n' \
+    "$tmp/index.txt" "$tmp/crlnumber" "$days" > "$tmp/crl.cnf"
+  openssl ca -config "$tmp/crl.cnf" -gencrl -keyfile "$dir/ca.key" -cert "$dir/ca.pem" \
+    -out "$tmp/crl.pem" 2>/dev/null
+  cp "$dir/ca.pem" "$dir/ca_dir/$hash.0"
+  cp "$tmp/crl.pem" "$dir/ca_dir/$hash.r0"
+  chmod 755 "$dir/ca_dir"
+  chmod 644 "$dir/ca_dir/$hash.0" "$dir/ca_dir/$hash.r0"
+}
+
 make_ca
 issue_server
-chmod 644 "$dir/ca.pem" "$dir/server.pem" "$dir/server.crt"
+issue_user
+make_ca_dir
+chmod 644 "$dir/ca.pem" "$dir/server.pem" "$dir/server.crt" "$dir/user.pem"
