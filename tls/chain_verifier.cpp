@@ -207,11 +207,6 @@ bool check_proxy_rules(ClientIdentity& identity, STACK_OF(X509) * chain) {
   bool limited_above = false;
   for (int i = last_proxy; i >= 0; --i) {  // from the user's first proxy down to the leaf
     X509* cert = sk_X509_value(chain, i);
-    if (has_subject_alt_name(cert)) {
-      fail(identity, VerifyOutcome::bad_proxy, kOurRule, i,
-           "proxy certificate at depth " + std::to_string(i) + " has a subjectAltName");
-      return false;
-    }
     const bool limited = is_limited(cert);
     if (limited_above && !limited) {
       fail(identity, VerifyOutcome::bad_proxy, kOurRule, i,
@@ -262,11 +257,23 @@ CachedVerdict verify_client_chain(const TrustStore& store, STACK_OF(X509) * pres
     X509* cert = sk_X509_value(presented, i);
     if (X509_get_ext_by_OBJ(cert, gt3_extension(), -1) >= 0) {
       describe(identity, presented);
+      identity.kind = CredentialKind::proxy;  // OpenSSL does not know the draft extension
       fail(identity, VerifyOutcome::bad_proxy, kOurRule, i,
            "GT3 draft proxy certificates are not accepted (depth " + std::to_string(i) + ")");
       return finish(std::move(identity));
     }
-    if (is_legacy_proxy(cert)) {
+    const bool legacy = is_legacy_proxy(cert);
+    // OpenSSL marks an RFC proxy with a subjectAltName invalid and then reports an unknown
+    // issuer; say what is wrong instead.
+    if ((legacy || X509_get_ext_by_NID(cert, NID_proxyCertInfo, -1) >= 0) &&
+        has_subject_alt_name(cert)) {
+      describe(identity, presented);
+      identity.kind = CredentialKind::proxy;
+      fail(identity, VerifyOutcome::bad_proxy, kOurRule, i,
+           "proxy certificate at depth " + std::to_string(i) + " has a subjectAltName");
+      return finish(std::move(identity));
+    }
+    if (legacy) {
       if (!proxies_allowed) {
         describe(identity, presented);
         fail(identity, VerifyOutcome::proxy_forbidden, X509_V_ERR_PROXY_CERTIFICATES_NOT_ALLOWED, i,

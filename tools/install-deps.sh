@@ -15,6 +15,8 @@ packages=(
   # integration tests and the demo
   openssl curl ca-certificates procps nghttp2-client
   python3 python3-cherrypy3 python3-requests python3-pytest
+  # grid certificate fixtures and the IGTF bundle (issue 3)
+  globus-proxy-utils voms-clients igtf-policy-classic
 )
 
 missing=()

@@ -7,6 +7,7 @@ Run with Debian's interpreter (it has CherryPy, requests and pytest):
 The binary under test is $CMSFRONT_BIN (default: build/cmsfront).
 """
 
+import json
 import resource
 import subprocess
 import sys
@@ -39,6 +40,19 @@ def pki(tmp_path_factory):
     return directory
 
 
+@pytest.fixture(scope="session")
+def grid(tmp_path_factory):
+    """Grid certificate fixtures (tests/pki/make_grid_fixtures.py): a hashed CA directory with
+    CRLs, users, RFC 3820 / legacy / VOMS proxies and the negative cases; returns the parsed
+    manifest.json with "dir" added (once per session)."""
+    directory = tmp_path_factory.mktemp("grid")
+    subprocess.run([harness.PYTHON, str(harness.REPO / "tests" / "pki" / "make_grid_fixtures.py"),
+                    str(directory)], check=True, timeout=300)
+    manifest = json.loads((directory / "manifest.json").read_text())
+    manifest["dir"] = directory
+    return manifest
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _stop_leftovers():
     yield
@@ -63,8 +77,10 @@ class Launcher:
         self._running.append(backend)
         return backend
 
-    def cmsfront(self, listeners, backends, routes, limits=None, server=None, name="cmsfront"):
-        text = harness.render_config(self.pki, listeners, backends, routes, limits, server)
+    def cmsfront(self, listeners, backends, routes, limits=None, server=None, name="cmsfront",
+                 tls=None, auth=None, server_cert=None):
+        text = harness.render_config(self.pki, listeners, backends, routes, limits, server, tls,
+                                     auth, server_cert)
         try:
             front = harness.Cmsfront(self.workdir, text, name, listeners)
         except RuntimeError as e:

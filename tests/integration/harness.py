@@ -189,8 +189,11 @@ class Listener:
         self.redirect_to_https = redirect_to_https
 
 
-def render_config(pki, listeners, backends, routes, limits=None, server=None):
-    """TOML text. backends: {name: {"servers": [...], ...}}; routes: list of dicts."""
+def render_config(pki, listeners, backends, routes, limits=None, server=None, tls=None,
+                  auth=None, server_cert=None):
+    """TOML text. backends: {name: {"servers": [...], ...}}; routes: list of dicts.
+    tls: extra keys of [tls.main] (e.g. client_certificates, ca_dir); auth: the [auth] table;
+    server_cert: (certificate, key) paths instead of the PKI's server.pem/server.key."""
     parts = [_toml_table("[server]", {"workers": 2, "max_connections": 5000,
                                       "shutdown_timeout": "10s"} | (server or {}))]
     for listener in listeners:
@@ -200,9 +203,12 @@ def render_config(pki, listeners, backends, routes, limits=None, server=None):
         if listener.redirect_to_https:
             values["redirect_to_https"] = True
         parts.append(_toml_table("[[listener]]", values))
+    certificate, key = server_cert or (pki / "server.pem", pki / "server.key")
     parts.append(_toml_table("[tls.main]", {
-        "certificate": str(pki / "server.pem"), "key": str(pki / "server.key"),
-        "protocols": ["TLSv1.2", "TLSv1.3"], "alpn": ["http/1.1"]}))
+        "certificate": str(certificate), "key": str(key),
+        "protocols": ["TLSv1.2", "TLSv1.3"], "alpn": ["http/1.1"]} | (tls or {})))
+    if auth:
+        parts.append(_toml_table("[auth]", auth))
     if limits:
         parts.append(_toml_table("[limits]", limits))
     for name, values in backends.items():
