@@ -407,7 +407,8 @@ void Loader::load_tls_profile(const std::string& name, const toml::table& table)
   check_keys(table,
              {"certificate", "key", "protocols", "alpn", "sni_certificates", "client_certificates",
               "ca_dir", "crl", "crl_grace", "verify_depth", "proxy_certificates", "client_ca_names",
-              "session_ticket_keys", "session_lifetime", "session_cache_size"},
+              "session_ticket_keys", "session_lifetime", "session_cache_size",
+              "verification_cache_size"},
              section);
   TlsProfile profile;
   profile.name = name;
@@ -513,7 +514,8 @@ void Loader::load_tls_client_certificates(const toml::table& table, TlsProfile& 
   }
   if (!broken && profile.client_certificates == ClientCertificates::off) {
     for (const std::string_view key :
-         {"ca_dir", "crl", "crl_grace", "verify_depth", "proxy_certificates", "client_ca_names"}) {
+         {"ca_dir", "crl", "crl_grace", "verify_depth", "proxy_certificates", "client_ca_names",
+          "verification_cache_size"}) {
       if (const toml::node* node = table.get(key)) {
         error(*node, quoted(key) + " has no effect with client_certificates = \"off\"");
       }
@@ -547,6 +549,9 @@ void Loader::load_tls_client_certificates(const toml::table& table, TlsProfile& 
   }
   if (auto v = get_duration(table, "crl_grace", false)) profile.crl_grace = *v;
   if (auto v = get_int(table, "verify_depth", 1, 100)) profile.verify_depth = static_cast<int>(*v);
+  if (auto v = get_int(table, "verification_cache_size", 0, 10'000'000)) {
+    profile.verification_cache_size = static_cast<std::size_t>(*v);
+  }
   if (auto v = get_bool(table, "proxy_certificates")) profile.proxy_certificates = *v;
   get_file(table, "client_ca_names", "client CA names", profile.client_ca_names);
 }

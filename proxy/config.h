@@ -93,6 +93,9 @@ struct TlsProfile {
   // PEM file of CA certificates named in the CertificateRequest; empty = name none (the
   // default: IGTF has ~150 CAs and sending their names costs every handshake).
   std::string client_ca_names;
+  // Verified chains remembered (keyed by the chain's SHA-256; emptied whenever the CA
+  // directory changes) so a returning client skips chain and CRL checks. 0 = verify always.
+  std::size_t verification_cache_size = 20000;
 
   // Sessions. The ticket key file holds one or more 80-byte keys (16 name, 32 HMAC, 32 AES;
   // `openssl rand 80`), the first encrypts and all decrypt; empty = random keys per process.

@@ -50,6 +50,7 @@ tls::TrustStoreSettings trust_store_settings(const TlsProfile& profile) {
   settings.crl_grace = std::chrono::duration_cast<std::chrono::seconds>(profile.crl_grace);
   settings.verify_depth = profile.verify_depth;
   settings.allow_proxies = profile.proxy_certificates;
+  settings.cache_capacity = profile.verification_cache_size;
   return settings;
 }
 

@@ -410,6 +410,7 @@ TEST_F(LoadConfigFiles, FullFileSetsEveryValue) {
   EXPECT_EQ(spare.session_ticket_keys, "");
   EXPECT_EQ(spare.session_lifetime, Duration(1h));
   EXPECT_EQ(spare.session_cache_size, 20480u);
+  EXPECT_EQ(spare.verification_cache_size, 20000u);
   EXPECT_EQ(config.server.file_check_interval, Duration(5s));
   EXPECT_EQ(config.auth.trouble_page, "/auth/trouble");
 
@@ -532,6 +533,7 @@ crl = "off"
 crl_grace = "90m"
 verify_depth = 1
 session_lifetime = "1s"
+verification_cache_size = 0
 
 [[tls.anonymous.sni_certificates]]
 certificate = "DIR/alias-cert.pem"
@@ -611,6 +613,7 @@ TEST_F(LoadConfigFiles, GridAuthenticationKeysAreParsed) {
   EXPECT_EQ(anonymous.session_ticket_keys, "");
   EXPECT_EQ(anonymous.session_lifetime, Duration(1s));
   EXPECT_EQ(anonymous.session_cache_size, 20480u);
+  EXPECT_EQ(anonymous.verification_cache_size, 0u);
 
   ASSERT_EQ(config.routes.size(), 4u);
   EXPECT_EQ(config.routes.rule(0).auth_policy, static_cast<std::size_t>(AuthPolicy::none));
