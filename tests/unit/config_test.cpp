@@ -603,7 +603,7 @@ TEST_F(LoadConfigFiles, GridAuthenticationKeysAreParsed) {
   const TlsProfile& anonymous = config.tls.at("anonymous");
   ASSERT_EQ(anonymous.sni_certificates.size(), 1u);
   EXPECT_EQ(anonymous.sni_certificates[0].certificate, (dir_ / "alias-cert.pem").string());
-  EXPECT_EQ(anonymous.sni_certificates[0].location.format(), path + ":36:1");
+  EXPECT_EQ(anonymous.sni_certificates[0].location.format(), path + ":37:1");
   EXPECT_EQ(anonymous.client_certificates, ClientCertificates::request);
   EXPECT_EQ(anonymous.crl, CrlPolicy::off);
   EXPECT_EQ(anonymous.crl_grace, Duration(90min));
