@@ -290,7 +290,10 @@ void append_row(std::string& out, std::string_view name, std::string_view value)
 // The one-sentence state of the credential, as the 403 page would put it.
 std::string summary(const tls::ClientIdentity& identity, const TroubleFacts& facts) {
   if (!facts.tls) return "You are connected over plain HTTP, so no certificate could be presented.";
-  if (!identity.offered()) return denial_message(Denial::no_certificate, identity);
+  if (!identity.offered()) {
+    return "Your client did not present a certificate on this connection. Pages that need "
+           "one will refuse it; load your grid certificate (or proxy) into the client.";
+  }
   if (!identity.verified()) return denial_message(Denial::verification_failed, identity);
   if (facts.now >= identity.not_after) return denial_message(Denial::expired_since, identity);
   std::string text = identity.is_proxy() ? "Your proxy certificate" : "Your certificate";

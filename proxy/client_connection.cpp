@@ -2,6 +2,8 @@
 
 #include <arpa/inet.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -154,6 +156,7 @@ void ClientConnection::on_event(bufferevent*, short events, void* arg) noexcept 
   if ((events & BEV_EVENT_ERROR) != 0 && self.state_ == State::handshake) {
     LOG_DEBUG("conn %" PRIu64 ": TLS handshake with %s failed", self.id_, self.client_ip_.c_str());
   }
+  self.peer_gone_ = true;
   self.close();
 }
 
@@ -569,6 +572,14 @@ void ClientConnection::close() {
   event_del(resume_.get());
   bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+  // Say goodbye properly (close_notify) on an established TLS connection: without it a client
+  // cannot tell a response delimited by the close from a cut-off one. libevent frees the SSL
+  // without it. One attempt, no waiting for the client's own close_notify.
+  if (SSL* ssl = is_tls() ? bufferevent_openssl_get_ssl(bev_.get()) : nullptr;
+      ssl != nullptr && SSL_is_init_finished(ssl) && !peer_gone_) {
+    SSL_shutdown(ssl);
+    ERR_clear_error();
+  }
   worker_.connection_closed(*this);
 }
 

@@ -106,6 +106,7 @@ class ClientConnection final : public Retirable, public Downstream {
   tls::IdentityPtr identity_;
   State state_ = State::handshake;
   bool drain_requested_ = false;
+  bool peer_gone_ = false;  // EOF or error from the client: no TLS close_notify to send
   bool head_timer_armed_ = false;  // the timer counts header_timeout (not idle_timeout)
   http1::RequestParser parser_;
   // The current request's body, as read for the exchange.

@@ -263,7 +263,7 @@ class Checker:
         proxies = presented[:-1]  # everything before the user
         if case["kind"] != "certificate":
             ok &= self.check(len(proxies) >= 1, f"{name}: a proxy has a user certificate behind it")
-        ok &= self.check((case["kind"] == "limited_proxy") == leaf.is_limited(),
+        ok &= self.check((case["kind"] == "limited_proxy") == any(p.is_limited() for p in proxies),
                          f"{name}: kind {case['kind']} vs limited policy or CN")
         for cert, issuer in zip(proxies, presented[1:]):
             if name in ("proxy_bad_subject", "spliced_chain"):

@@ -31,7 +31,8 @@ import sys
 import time
 
 # Bump when the layout or the meaning of the manifest changes, so old fixtures get rebuilt.
-FORMAT = 1
+# 2: a case's kind is limited_proxy when any proxy of its chain is limited (limited_signs_full).
+FORMAT = 2
 
 HOUR = dt.timedelta(hours=1)
 DAY = dt.timedelta(days=1)
@@ -721,9 +722,12 @@ class Builder:
           "notAfter a day before generation")
         c(future, "not_yet_valid", "certificate", future, ERR_CERT_NOT_YET_VALID,
           "notBefore a week after generation")
-        c(limited_signs_full, "bad_proxy", "proxy", jdoe, None,
+        # kind describes the whole chain: a chain with a limited proxy anywhere in it is a
+        # limited_proxy credential, whatever its leaf claims.
+        c(limited_signs_full, "bad_proxy", "limited_proxy", jdoe, None,
           "openssl-made full (inheritAll) RFC proxy issued by proxy_limited_rfc; openssl "
-          "ignores policy languages and accepts it")
+          "ignores policy languages and accepts it. kind is limited_proxy: the chain holds a "
+          "limited proxy, though the leaf itself is a full one")
         c(mixed_types, "bad_proxy", "proxy", jdoe, ERR_INVALID_CA,
           "openssl-made legacy proxy (/CN=proxy, no proxyCertInfo) issued by proxy_rfc; openssl "
           "sees a certificate issued by a non-CA")
