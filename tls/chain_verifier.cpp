@@ -75,7 +75,15 @@ bool is_legacy_proxy(X509* cert) {
   return X509_NAME_cmp(parent.get(), X509_get_issuer_name(cert)) == 0;
 }
 
-bool is_proxy(X509* cert) { return (X509_get_extension_flags(cert) & EXFLAG_PROXY) != 0; }
+bool is_gt3_proxy(X509* cert) { return X509_get_ext_by_OBJ(cert, gt3_extension(), -1) >= 0; }
+
+// A proxy by OpenSSL's flag (RFC 3820, or legacy once flagged), or by shape when it was not
+// flagged (refused early: GT3 drafts, legacy proxies where proxies are off), so that the user
+// is still found behind it.
+bool is_proxy(X509* cert) {
+  return (X509_get_extension_flags(cert) & EXFLAG_PROXY) != 0 || is_gt3_proxy(cert) ||
+         is_legacy_proxy(cert);
+}
 
 bool is_limited(X509* cert) {
   if (X509_get_ext_by_NID(cert, NID_proxyCertInfo, -1) >= 0) {
@@ -255,9 +263,8 @@ CachedVerdict verify_client_chain(const TrustStore& store, STACK_OF(X509) * pres
   ClientIdentity identity;
   for (int i = 0; i < sk_X509_num(presented); ++i) {
     X509* cert = sk_X509_value(presented, i);
-    if (X509_get_ext_by_OBJ(cert, gt3_extension(), -1) >= 0) {
+    if (is_gt3_proxy(cert)) {
       describe(identity, presented);
-      identity.kind = CredentialKind::proxy;  // OpenSSL does not know the draft extension
       fail(identity, VerifyOutcome::bad_proxy, kOurRule, i,
            "GT3 draft proxy certificates are not accepted (depth " + std::to_string(i) + ")");
       return finish(std::move(identity));
@@ -268,7 +275,6 @@ CachedVerdict verify_client_chain(const TrustStore& store, STACK_OF(X509) * pres
     if ((legacy || X509_get_ext_by_NID(cert, NID_proxyCertInfo, -1) >= 0) &&
         has_subject_alt_name(cert)) {
       describe(identity, presented);
-      identity.kind = CredentialKind::proxy;
       fail(identity, VerifyOutcome::bad_proxy, kOurRule, i,
            "proxy certificate at depth " + std::to_string(i) + " has a subjectAltName");
       return finish(std::move(identity));

@@ -22,23 +22,29 @@ void VerificationCache::insert(const ChainDigest& digest, CachedVerdict verdict,
   expires = std::min(expires, now + kMaxAge);
   if (expires <= now) return;
   std::lock_guard lock(mutex_);
+  const std::uint64_t sequence = next_sequence_++;
   auto [position, inserted] = entries_.try_emplace(digest);
-  position->second = Entry{std::move(verdict), expires};
-  if (!inserted) return;
-  insertion_order_.push_back(digest);
+  position->second = Entry{std::move(verdict), expires, sequence};
+  insertion_order_.push_back(Inserted{digest, sequence});
   while (entries_.size() > capacity_ && !insertion_order_.empty()) {
-    entries_.erase(insertion_order_.front());
+    evict_if_current(insertion_order_.front());
     insertion_order_.pop_front();
   }
-  // Entries removed on expiry leave their key in the queue: keep it from growing without
-  // bound when most entries expire before they are evicted.
+  // Entries that expired or were replaced leave stale items in the queue: keep it from
+  // growing without bound when most entries go before they are evicted.
   if (insertion_order_.size() > 2 * capacity_ + 64) {
-    std::deque<ChainDigest> live;
-    for (const ChainDigest& key : insertion_order_) {
-      if (entries_.count(key) != 0) live.push_back(key);
+    std::deque<Inserted> live;
+    for (const Inserted& item : insertion_order_) {
+      const auto found = entries_.find(item.digest);
+      if (found != entries_.end() && found->second.sequence == item.sequence) live.push_back(item);
     }
     insertion_order_.swap(live);
   }
+}
+
+void VerificationCache::evict_if_current(const Inserted& item) {
+  const auto found = entries_.find(item.digest);
+  if (found != entries_.end() && found->second.sequence == item.sequence) entries_.erase(found);
 }
 
 std::size_t VerificationCache::size() const {

@@ -54,12 +54,22 @@ class VerificationCache {
   struct Entry {
     CachedVerdict verdict;
     std::int64_t expires = 0;
+    std::uint64_t sequence = 0;  // which insertion made it (see insertion_order_)
   };
+  struct Inserted {
+    ChainDigest digest;
+    std::uint64_t sequence;
+  };
+
+  void evict_if_current(const Inserted& item);  // mutex_ held
 
   const std::size_t capacity_;
   mutable std::mutex mutex_;
   std::unordered_map<ChainDigest, Entry, DigestHash> entries_;
-  std::deque<ChainDigest> insertion_order_;  // eviction order; may name evicted entries
+  // Eviction order. An item whose sequence no longer matches its entry's (the entry expired,
+  // or was stored again later) is stale and skipped.
+  std::deque<Inserted> insertion_order_;
+  std::uint64_t next_sequence_ = 0;
 };
 
 }  // namespace tls
