@@ -148,7 +148,9 @@ void TlsProfileRuntime::reload_trust_store(bool force) {
   // Remember the state we tried, successful or not, so a broken directory is reported once
   // per change rather than every interval.
   ca_dir_fingerprint_ = fingerprint;
-  auto store = tls::TrustStore::load(trust_store_settings(profile_), trust_generation_ + 1);
+  const std::shared_ptr<const tls::TrustStore> current = trust_->get();
+  auto store =
+      tls::TrustStore::load(trust_store_settings(profile_), trust_generation_ + 1, current.get());
   if (!store->directory_readable() || store->ca_count() == 0) {
     LOG_ERROR(
         "tls.%s: ca_dir %s now holds no usable CA certificate%s%s; keeping the previous "

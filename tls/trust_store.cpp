@@ -90,7 +90,8 @@ TrustStore::TrustStore(Key, const TrustStoreSettings& settings, std::uint64_t ge
       cache_(settings.cache_capacity) {}
 
 std::shared_ptr<const TrustStore> TrustStore::load(const TrustStoreSettings& settings,
-                                                   std::uint64_t generation) {
+                                                   std::uint64_t generation,
+                                                   const TrustStore* previous) {
   auto store = std::make_shared<TrustStore>(Key{}, settings, generation);
   if (!store->store_) {
     store->problems_.push_back("cannot create X509_STORE: " + openssl_errors());
@@ -104,11 +105,11 @@ std::shared_ptr<const TrustStore> TrustStore::load(const TrustStoreSettings& set
   X509_STORE_set_flags(store->store_.get(), flags);
   X509_STORE_set_depth(store->store_.get(), settings.verify_depth);
   X509_STORE_set_verify_cb(store->store_.get(), relax_crl_errors);
-  store->read_directory();
+  store->read_directory(previous);
   return store;
 }
 
-void TrustStore::read_directory() {
+void TrustStore::read_directory(const TrustStore* previous) {
   const std::unique_ptr<DIR, DirCloser> dir(::opendir(settings_.ca_dir.c_str()));
   if (!dir) {
     problems_.push_back(settings_.ca_dir + ": cannot read directory: " + std::strerror(errno));
@@ -128,7 +129,7 @@ void TrustStore::read_directory() {
   std::sort(ca_files.begin(), ca_files.end());
   std::sort(crl_files.begin(), crl_files.end());
   for (const std::string& path : ca_files) add_ca_file(path);
-  for (const std::string& path : crl_files) add_crl_file(path);
+  for (const std::string& path : crl_files) add_crl_file(path, previous);
 }
 
 void TrustStore::add_ca_file(const std::string& path) {
@@ -161,18 +162,31 @@ void TrustStore::add_ca_file(const std::string& path) {
   ERR_clear_error();
 }
 
-void TrustStore::add_crl_file(const std::string& path) {
+void TrustStore::add_crl_file(const std::string& path, const TrustStore* previous) {
   const BioPtr bio(BIO_new_file(path.c_str(), "r"));
+  X509CrlPtr crl;
+  std::string problem;
   if (!bio) {
     ERR_clear_error();
-    problems_.push_back(path + ": cannot open: " + std::strerror(errno));
-    return;
+    problem = path + ": cannot open: " + std::strerror(errno);
+  } else {
+    crl.reset(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
+    if (!crl) problem = path + ": no readable CRL: " + openssl_errors();
   }
-  const X509CrlPtr crl(PEM_read_bio_X509_CRL(bio.get(), nullptr, nullptr, nullptr));
-  if (!crl) {
-    problems_.push_back(path + ": no readable CRL: " + openssl_errors());
-    return;
+  if (!crl && previous != nullptr) {
+    for (std::size_t i = 0; i < previous->crls_.size(); ++i) {
+      if (previous->crls_[i].file != path) continue;
+      X509_CRL_up_ref(previous->crl_objects_[i].get());
+      crl.reset(previous->crl_objects_[i].get());
+      problem += "; keeping the CRL read from it before";
+      break;
+    }
   }
+  if (!problem.empty()) problems_.push_back(std::move(problem));
+  if (crl) add_crl(path, std::move(crl));
+}
+
+void TrustStore::add_crl(const std::string& path, X509CrlPtr crl) {
   CrlInfo info;
   info.file = path;
   info.issuer = slash_form(X509_CRL_get_issuer(crl.get()));
@@ -195,6 +209,7 @@ void TrustStore::add_crl_file(const std::string& path) {
         crl_deadline_, info.next_update + static_cast<std::int64_t>(settings_.crl_grace.count()));
   }
   crls_.push_back(std::move(info));
+  crl_objects_.push_back(std::move(crl));
 }
 
 }  // namespace tls

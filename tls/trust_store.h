@@ -52,8 +52,12 @@ struct CrlInfo {
 class TrustStore {
  public:
   // Reads `settings.ca_dir` now. Never null. `generation` numbers successive stores.
+  // `previous` (the store in service, or null): a CRL file that no longer parses keeps the
+  // CRL the previous store read from it, so a damaged download does not lock out every user
+  // of a CA until the next fetch (it is still listed in problems()).
   static std::shared_ptr<const TrustStore> load(const TrustStoreSettings& settings,
-                                                std::uint64_t generation);
+                                                std::uint64_t generation,
+                                                const TrustStore* previous = nullptr);
 
   // True for the names this loader reads (`<8 hex>.<digits>` and `<8 hex>.r<digits>`): the
   // reloader fingerprints only those, so a changed .info file does not rebuild the store.
@@ -82,9 +86,10 @@ class TrustStore {
   TrustStore& operator=(const TrustStore&) = delete;
 
  private:
-  void read_directory();
+  void read_directory(const TrustStore* previous);
   void add_ca_file(const std::string& path);
-  void add_crl_file(const std::string& path);
+  void add_crl_file(const std::string& path, const TrustStore* previous);
+  void add_crl(const std::string& path, X509CrlPtr crl);
 
   TrustStoreSettings settings_;
   std::uint64_t generation_;
@@ -92,6 +97,7 @@ class TrustStore {
   std::size_t ca_count_ = 0;
   std::vector<std::string> ca_fingerprints_;  // sorted SHA-256 of each added CA (dedup)
   std::vector<CrlInfo> crls_;
+  std::vector<X509CrlPtr> crl_objects_;  // parallel to crls_ (for the next store's fallback)
   std::vector<std::string> problems_;
   bool directory_readable_ = false;
   std::int64_t crl_deadline_;
