@@ -61,50 +61,9 @@ for tool in "$cmsfront" "$backend" "$nginx" "$(command -v h2load || true)" \
   fi
 done
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/compare_nginx.XXXXXX")
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill "$pid" 2>/dev/null || true
-  done
-  for pid in "${pids[@]}"; do
-    wait "$pid" 2>/dev/null || true
-  done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-log() { echo "compare_nginx.sh: $*" >&2; }
-
-# stop PID: ends a process this script started and forgets it.
-stop() {
-  local pid=$1 kept=() p
-  kill "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  for p in "${pids[@]}"; do
-    [[ "$p" == "$pid" ]] || kept+=("$p")
-  done
-  pids=("${kept[@]}")
-}
-
-free_port() {
-  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# cpu_ticks PID: utime + stime of the whole process, in clock ticks. The fields are counted
-# after the ")" that closes the command name, which may itself hold spaces.
-cpu_ticks() {
-  local stat
-  stat=$(<"/proc/$1/stat")
-  stat=${stat##*) }
-  read -r -a fields <<<"$stat"
-  echo $((fields[11] + fields[12]))
-}
-
-# rss_peak_kib PID: the process's peak resident set (VmHWM).
-rss_peak_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+bench_init compare_nginx
 
 # wait_https PORT PID: until the frontend answers 200 through to the backend.
 wait_https() {
@@ -118,22 +77,6 @@ wait_https() {
     sleep 0.1
   done
   return 1
-}
-
-# start_backend: a fresh backend on CPU 1; sets backend_pid and backend_port.
-start_backend() {
-  local out=$work/backend.out i
-  : >"$out"
-  taskset -c "$client_cpu" "$backend" --listen 127.0.0.1:0 --threads 1 >"$out" 2>&1 &
-  backend_pid=$!
-  pids+=("$backend_pid")
-  for ((i = 0; i < 100; i++)); do
-    backend_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$out")
-    [[ -n "$backend_port" ]] && return 0
-    sleep 0.05
-  done
-  log "the backend did not start: $(cat "$out")"
-  exit 1
 }
 
 write_cmsfront_config() {  # PORT BACKEND_PORT
@@ -168,22 +111,11 @@ EOF
 write_nginx_config() {  # PORT BACKEND_PORT
   local dir=$work/nginx
   mkdir -p "$dir/temp"
-  cat >"$dir/nginx.conf" <<EOF
-# master_process off: the one process is the worker, so its /proc counters are the ones that
-# matter. keepalive_requests raised so neither side closes connections mid-run (1000 by
-# default, which N=100000 over C=100 would hit exactly).
-worker_processes 1;
-master_process off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $dir/temp/body;
-  proxy_temp_path $dir/temp/proxy;
-  fastcgi_temp_path $dir/temp/fastcgi;
-  uwsgi_temp_path $dir/temp/uwsgi;
-  scgi_temp_path $dir/temp/scgi;
+  # keepalive_requests raised so neither side closes connections mid-run (1000 by default,
+  # which N=100000 over C=100 would hit exactly).
+  {
+    nginx_prelude "$dir"
+    cat <<EOF
   keepalive_requests 1000000;
   upstream b {
     server 127.0.0.1:$2;
@@ -204,6 +136,7 @@ http {
   }
 }
 EOF
+  } >"$dir/nginx.conf"
 }
 
 # h2load_run OUTFILE COUNT PORT: the load, on the client CPU.
@@ -244,7 +177,7 @@ measure() {
 
 run_cmsfront() {
   local port pid
-  start_backend
+  start_backend "$client_cpu"
   port=$(free_port)
   write_cmsfront_config "$port" "$backend_port"
   taskset -c "$frontend_cpu" "$cmsfront" --config "$work/cmsfront.toml" \
@@ -270,7 +203,7 @@ run_cmsfront() {
 
 run_nginx() {
   local port pid
-  start_backend
+  start_backend "$client_cpu"
   port=$(free_port)
   write_nginx_config "$port" "$backend_port"
   taskset -c "$frontend_cpu" "$nginx" -p "$work/nginx" -c "$work/nginx/nginx.conf" \

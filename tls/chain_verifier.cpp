@@ -315,14 +315,22 @@ CachedVerdict verify_client_chain(const TrustStore& store, STACK_OF(X509) * pres
   }
   STACK_OF(X509)* chain = X509_STORE_CTX_get0_chain(ctx.get());
   describe(identity, chain);
+  // The verdict holds while every CRL it was checked against does: those of the CAs that
+  // issued the chain's non-proxy certificates.
+  std::int64_t expires = std::numeric_limits<std::int64_t>::max();
+  for (int i = 0; i < sk_X509_num(chain); ++i) {
+    X509* cert = sk_X509_value(chain, i);
+    if (!is_proxy(cert)) {
+      expires = std::min(expires, store.crl_deadline_for(X509_get_issuer_name(cert)));
+    }
+  }
   identity.outcome = VerifyOutcome::ok;
   if (identity.kind != CredentialKind::certificate && !check_proxy_rules(identity, chain)) {
     return finish(std::move(identity));
   }
   CachedVerdict verdict = finish(std::move(identity));
   if (cacheable) {
-    store.cache().insert(digest, verdict,
-                         std::min(verdict.identity->not_after, store.crl_deadline()), now);
+    store.cache().insert(digest, verdict, std::min(verdict.identity->not_after, expires), now);
   }
   return verdict;
 }

@@ -78,6 +78,21 @@ int relax_crl_errors(int ok, X509_STORE_CTX* ctx) noexcept {
 
 }  // namespace
 
+std::int64_t TrustStore::crl_deadline_for(const X509_NAME* issuer) const {
+  std::int64_t deadline = std::numeric_limits<std::int64_t>::max();
+  bool found = false;
+  for (std::size_t i = 0; i < crls_.size(); ++i) {
+    if (X509_NAME_cmp(X509_CRL_get_issuer(crl_objects_[i].get()), issuer) != 0) continue;
+    if (crls_[i].next_update == 0) continue;  // a CRL without nextUpdate never goes stale
+    // With several CRLs for one CA, OpenSSL uses the newest: take the latest deadline.
+    const std::int64_t candidate =
+        crls_[i].next_update + static_cast<std::int64_t>(settings_.crl_grace.count());
+    deadline = found ? std::max(deadline, candidate) : candidate;
+    found = true;
+  }
+  return deadline;
+}
+
 bool TrustStore::is_store_file(const std::string& name) {
   return is_ca_name(name) || is_crl_name(name);
 }
@@ -86,7 +101,6 @@ TrustStore::TrustStore(Key, const TrustStoreSettings& settings, std::uint64_t ge
     : settings_(settings),
       generation_(generation),
       store_(X509_STORE_new()),
-      crl_deadline_(std::numeric_limits<std::int64_t>::max()),
       cache_(settings.cache_capacity) {}
 
 std::shared_ptr<const TrustStore> TrustStore::load(const TrustStoreSettings& settings,
@@ -203,10 +217,6 @@ void TrustStore::add_crl(const std::string& path, X509CrlPtr crl) {
   if (X509_STORE_add_crl(store_.get(), crl.get()) != 1) {
     problems_.push_back(path + ": cannot add CRL: " + openssl_errors());
     return;
-  }
-  if (info.next_update != 0) {
-    crl_deadline_ = std::min<std::int64_t>(
-        crl_deadline_, info.next_update + static_cast<std::int64_t>(settings_.crl_grace.count()));
   }
   crls_.push_back(std::move(info));
   crl_objects_.push_back(std::move(crl));

@@ -70,9 +70,10 @@ class TrustStore {
   const std::vector<CrlInfo>& crls() const { return crls_; }
   const std::vector<std::string>& problems() const { return problems_; }
   bool directory_readable() const { return directory_readable_; }
-  // Earliest moment (unix seconds) a loaded CRL stops being acceptable (nextUpdate +
-  // crl_grace); INT64_MAX without CRLs. Cached verdicts never outlive it.
-  std::int64_t crl_deadline() const { return crl_deadline_; }
+  // When (unix seconds) the CRL of the CA named `issuer` stops being acceptable (its
+  // nextUpdate + crl_grace); INT64_MAX when that CA has no CRL here. A cached verdict never
+  // outlives the CRLs of its own chain (a stale CRL of another CA does not matter to it).
+  std::int64_t crl_deadline_for(const X509_NAME* issuer) const;
   VerificationCache& cache() const { return cache_; }
 
   // Only load() constructs (the key is private); public for make_shared.
@@ -100,7 +101,6 @@ class TrustStore {
   std::vector<X509CrlPtr> crl_objects_;  // parallel to crls_ (for the next store's fallback)
   std::vector<std::string> problems_;
   bool directory_readable_ = false;
-  std::int64_t crl_deadline_;
   mutable VerificationCache cache_;
 };
 

@@ -440,13 +440,15 @@ TEST_F(TrustStoreTest, DescribesEachCrl) {
   EXPECT_EQ(crl.last_update, pki().crl_last_update);
   EXPECT_EQ(crl.next_update, pki().crl_next_update);
   EXPECT_EQ(crl.revoked, 2u);
-  EXPECT_EQ(store->crl_deadline(), pki().crl_next_update + 24 * kHour);
+  EXPECT_EQ(store->crl_deadline_for(X509_get_subject_name(pki().ca.cert.get())),
+            pki().crl_next_update + 24 * kHour);
 }
 
 TEST_F(TrustStoreTest, LoadsNoCrlWhenCrlCheckingIsOff) {
   const auto store = load(pki().ca_dir, CrlMode::off);
   EXPECT_TRUE(store->crls().empty());
-  EXPECT_EQ(store->crl_deadline(), std::numeric_limits<std::int64_t>::max());
+  EXPECT_EQ(store->crl_deadline_for(X509_get_subject_name(pki().ca.cert.get())),
+            std::numeric_limits<std::int64_t>::max());
   EXPECT_EQ(store->ca_count(), 2u);
 }
 
@@ -466,7 +468,6 @@ TEST_F(TrustStoreTest, ReportsAnUnreadableDirectoryWithoutFailing) {
     EXPECT_EQ(store->ca_count(), 0u) << dir;
     ASSERT_EQ(store->problems().size(), 1u) << dir;
     EXPECT_NE(store->problems()[0].find(dir), std::string::npos) << store->problems()[0];
-    EXPECT_EQ(store->crl_deadline(), std::numeric_limits<std::int64_t>::max()) << dir;
   }
 }
 
@@ -739,6 +740,33 @@ TEST_F(ChainVerifierTest, SecondVerificationOfTheSameChainComesFromTheCache) {
   // Another chain is another entry; the proxy alone (no user certificate) is another chain.
   EXPECT_NE(verify(*store, {&pki().user}).identity, first.identity);
   EXPECT_EQ(store->cache().size(), 2u);
+}
+
+TEST_F(ChainVerifierTest, AStaleCrlOfAnotherCaDoesNotStopCaching) {
+  // The user's CA has a current CRL; another CA's CRL is past its grace period. Only the
+  // CRLs of the chain's own CAs bound a cached verdict.
+  const std::string dir = pki().root + "/mixed";
+  std::filesystem::create_directory(dir);
+  write_cert(dir + "/" + ca_file_name(pki().ca, "0"), pki().ca);
+  std::filesystem::copy_file(pki().ca_dir + "/" + ca_file_name(pki().ca, "r0"),
+                             dir + "/" + ca_file_name(pki().ca, "r0"));
+  write_cert(dir + "/" + ca_file_name(pki().ca_without_crl, "0"), pki().ca_without_crl);
+  const X509CrlPtr stale =
+      make_crl(pki().ca_without_crl, pki().now - 2 * kDay, pki().now - 2 * kHour, {});
+  write_crl(dir + "/" + ca_file_name(pki().ca_without_crl, "r0"), stale.get());
+  TrustStoreSettings settings;
+  settings.ca_dir = dir;
+  settings.crl_grace = std::chrono::hours(1);
+  const auto store = TrustStore::load(settings, 1);
+  ASSERT_EQ(store->crls().size(), 2u);
+
+  const CachedVerdict first = verify(*store, {&pki().user});
+  ASSERT_TRUE(first.identity->verified()) << first.identity->reason;
+  EXPECT_EQ(store->cache().size(), 1u);
+  EXPECT_EQ(verify(*store, {&pki().user}).identity, first.identity);
+  // The other CA's user is refused (its CRL is too old) and not cached.
+  EXPECT_EQ(identity(*store, {&pki().user_of_ca_without_crl})->outcome, VerifyOutcome::crl_expired);
+  EXPECT_EQ(store->cache().size(), 1u);
 }
 
 TEST_F(ChainVerifierTest, FailedVerificationIsNotCached) {
