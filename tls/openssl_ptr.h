@@ -17,6 +17,9 @@ struct SslCtxDeleter {
 struct SslDeleter {
   void operator()(SSL* ssl) const noexcept { SSL_free(ssl); }
 };
+struct SslSessionDeleter {
+  void operator()(SSL_SESSION* session) const noexcept { SSL_SESSION_free(session); }
+};
 struct X509Deleter {
   void operator()(X509* cert) const noexcept { X509_free(cert); }
 };
@@ -76,6 +79,7 @@ struct OpensslFreeDeleter {
 
 using SslCtxPtr = std::unique_ptr<SSL_CTX, SslCtxDeleter>;
 using SslPtr = std::unique_ptr<SSL, SslDeleter>;
+using SslSessionPtr = std::unique_ptr<SSL_SESSION, SslSessionDeleter>;
 using X509Ptr = std::unique_ptr<X509, X509Deleter>;
 using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;

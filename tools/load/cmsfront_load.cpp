@@ -1,0 +1,1383 @@
+// cmsfront-load: an HTTP/1.1 load generator over TLS (with a client certificate) or plain TCP.
+//
+// The benchmarks' one client: h2load and wrk cannot present client certificates, and cmsfront
+// is a front end that authenticates by them (grid proxies included). Usage: see usage() below.
+//
+// Each connection slot loops: connect (non-blocking) -> TLS handshake -> send the request ->
+// read the response (status line, headers, body by Content-Length, chunked, or until close)
+// -> record latency and status -> next request on the same connection (keep-alive) or a new
+// one (--new-connection, Connection: close, or after an error). With -n every attempt, failed
+// or not, takes one unit of the budget, so a dead server ends the run instead of looping.
+//
+// Threads: main builds the Plan (URL, address, request bytes, SSL_CTX) before any worker
+// starts; it is read-only afterwards (SSL_CTX is safe to share for SSL_new). Each Worker owns
+// one event loop, its Slots and its Stats, all touched only by its thread; main reads the
+// Stats after joining the threads. RunControl is the only state written by several threads.
+
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <charconv>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "proxy/libevent_ptr.h"
+#include "tls/openssl_ptr.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using proxy::BufferEventPtr;
+using proxy::EventBasePtr;
+using proxy::EventPtr;
+using tls::SslCtxPtr;
+using tls::SslPtr;
+using tls::SslSessionPtr;
+
+struct AddrinfoDeleter {
+  void operator()(addrinfo* info) const noexcept { freeaddrinfo(info); }
+};
+
+constexpr int kExitUsage = 64;  // EX_USAGE
+constexpr int kExitCannotStart = 1;
+// All threads together keep at most this many latency samples (see LatencySampler).
+constexpr std::size_t kMaxLatencySamples = 10'000'000;
+// A status line, header line or chunk-size line longer than this is a malformed response.
+constexpr std::size_t kMaxLineLength = 64 * 1024;
+constexpr int kMaxHeaderLines = 1000;
+// How often workers look at RunControl::stop (set by SIGINT/SIGTERM).
+constexpr std::chrono::milliseconds kStopPoll{100};
+
+// Why an attempt failed. Every value is one key of the summary's "errors" object.
+enum class ErrorKind : std::uint8_t {
+  connect,        // socket() or TCP connect failed (refused, unreachable, out of descriptors)
+  tls_handshake,  // the TLS handshake failed or the peer closed during it
+  timeout,        // no complete response within --timeout (connect and handshake included)
+  malformed,      // the response is not HTTP/1.x as we parse it
+  closed,         // the peer closed the connection before the response was complete
+  io,             // a read/write/TLS error after the connection was established
+};
+constexpr std::array<std::string_view, 6> kErrorNames = {"connect",   "tls_handshake", "timeout",
+                                                         "malformed", "closed",        "io"};
+
+struct Options {
+  std::uint64_t requests = 10000;
+  unsigned connections = 10;
+  unsigned threads = 1;
+  std::optional<double> duration_s;
+  bool new_connection = false;
+  bool resume = false;
+  std::string cert_file;
+  std::string key_file;
+  std::string ca_file;
+  std::vector<std::string> headers;
+  std::string method = "GET";
+  std::optional<std::uint64_t> data_size;
+  int tls_version = 0;  // 0: OpenSSL's range; else TLS1_2_VERSION or TLS1_3_VERSION
+  double timeout_s = 30;
+  bool json = false;
+  std::string url;
+};
+
+struct Url {
+  bool tls = false;
+  std::string host;       // without IPv6 brackets, as getaddrinfo and SNI want it
+  std::string authority;  // host[:port] as written, for the Host header
+  std::uint16_t port = 0;
+  std::string target;  // origin-form: /path?query
+};
+
+// Everything the workers read. Built by main before the threads start; immutable after.
+struct Plan {
+  Options options;
+  Url url;
+  sockaddr_storage address{};
+  socklen_t address_length = 0;
+  std::string request;         // head and body; every write references it, none copies it
+  SSL_CTX* ssl_ctx = nullptr;  // owned by main; null for http://
+  bool head_request = false;   // HEAD responses have no body whatever their headers say
+};
+
+// The only state several threads write.
+struct RunControl {
+  bool unlimited = false;               // --duration: no request budget
+  std::atomic<std::int64_t> budget{0};  // attempts left to start (-n)
+  std::atomic<bool> stop{false};        // a signal asked every worker to stop now
+  std::atomic<unsigned> finished_workers{0};
+  // The first failure of each kind is explained on stderr (a wrong certificate shows at once).
+  std::array<std::atomic<bool>, kErrorNames.size()> explained{};
+
+  // make_why() -> std::string runs only for the first failure of its kind.
+  template <typename MakeWhy>
+  void explain_once(ErrorKind kind, MakeWhy make_why) {
+    std::atomic<bool>& done = explained[static_cast<std::size_t>(kind)];
+    if (done.load(std::memory_order_relaxed) || done.exchange(true)) return;
+    std::fprintf(stderr, "cmsfront-load: first %s error: %s\n",
+                 kErrorNames[static_cast<std::size_t>(kind)].data(),
+                 std::string(make_why()).c_str());
+  }
+
+  // Takes one unit of the budget; false once the run should start nothing more.
+  [[nodiscard]] bool try_claim() {
+    if (stop.load(std::memory_order_relaxed)) return false;
+    return unlimited || budget.fetch_sub(1, std::memory_order_relaxed) > 0;
+  }
+};
+
+// Latencies in microseconds, bounded in memory: once `cap` samples are held it drops every
+// other one and from then on keeps only every stride-th latency (stride doubling each time),
+// so the kept samples stay an even sample of the whole run. Min and max are exact.
+class LatencySampler {
+ public:
+  explicit LatencySampler(std::size_t cap) : cap_(std::max<std::size_t>(cap, 2)) {}
+
+  void record(std::uint32_t micros) {
+    min_ = std::min(min_, micros);
+    max_ = std::max(max_, micros);
+    ++count_;
+    if (++skipped_ < stride_) return;
+    skipped_ = 0;
+    samples_.push_back(micros);
+    if (samples_.size() < cap_) return;
+    for (std::size_t i = 0; i < samples_.size() / 2; ++i) samples_[i] = samples_[2 * i + 1];
+    samples_.resize(samples_.size() / 2);
+    stride_ *= 2;
+  }
+
+  // All samplers' samples at the coarsest stride among them, so that every kept sample stands
+  // for the same number of requests whichever thread it came from.
+  static std::vector<std::uint32_t> merge(const std::vector<const LatencySampler*>& samplers) {
+    std::uint64_t stride = 1;
+    for (const auto* sampler : samplers) stride = std::max(stride, sampler->stride_);
+    std::vector<std::uint32_t> merged;
+    for (const auto* sampler : samplers) {
+      std::uint64_t step = stride / sampler->stride_;
+      for (std::size_t i = step - 1; i < sampler->samples_.size(); i += step) {
+        merged.push_back(sampler->samples_[i]);
+      }
+    }
+    return merged;
+  }
+
+  std::uint64_t count() const { return count_; }
+  std::uint32_t min() const { return min_; }
+  std::uint32_t max() const { return max_; }
+
+ private:
+  std::size_t cap_;
+  std::vector<std::uint32_t> samples_;
+  std::uint64_t stride_ = 1;
+  std::uint64_t skipped_ = 0;
+  std::uint64_t count_ = 0;
+  std::uint32_t min_ = UINT32_MAX;
+  std::uint32_t max_ = 0;
+};
+
+// One worker's counters; merged by main after the threads are joined.
+struct Stats {
+  explicit Stats(std::size_t latency_cap) : latency(latency_cap) {}
+
+  std::uint64_t requests = 0;
+  std::array<std::uint64_t, kErrorNames.size()> errors{};
+  std::map<int, std::uint64_t> status;
+  std::uint64_t handshakes = 0;
+  std::uint64_t resumed = 0;
+  std::uint64_t bytes_in = 0;
+  LatencySampler latency;
+};
+
+bool equals_ignore_case(std::string_view a, std::string_view b) {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
+    return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
+  });
+}
+
+std::string_view trim(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
+  return text;
+}
+
+template <typename T>
+bool parse_number(std::string_view text, T& value, int base = 10) {
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value, base);
+  return !text.empty() && error == std::errc() && end == text.data() + text.size();
+}
+
+bool parse_seconds(std::string_view text, double& value) {
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return !text.empty() && error == std::errc() && end == text.data() + text.size() && value > 0 &&
+         value < 1e6;
+}
+
+bool is_token(std::string_view text) {
+  constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
+  return !text.empty() && std::all_of(text.begin(), text.end(), [&](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           kSpecials.find(c) != std::string_view::npos;
+  });
+}
+
+// ---- ResponseParser --------------------------------------------------------------------------
+
+// An incremental HTTP/1.x response parser that reads an evbuffer and drains what it has
+// consumed. Strict where a mistake would desynchronise the connection (status line, framing
+// headers, chunk sizes), lenient elsewhere (bare LF line ends, unknown headers). Owner: its
+// Slot; reset() before each request.
+class ResponseParser {
+ public:
+  enum class Result : std::uint8_t { need_more, complete, malformed };
+
+  void reset(bool head_request) {
+    *this = ResponseParser();
+    head_request_ = head_request;
+  }
+  [[nodiscard]] Result feed(evbuffer* input);
+  // The peer closed the connection: does that end this response (a body read until close)?
+  bool complete_at_eof() const { return state_ == State::body_until_close; }
+  int status() const { return status_; }
+  bool keep_alive() const { return keep_alive_; }
+  // After Result::malformed: where, and the line at fault (control bytes shown as '?').
+  std::string describe_error() const;
+
+ private:
+  enum class State : std::uint8_t {
+    status_line,
+    headers,
+    body_length,
+    chunk_size,
+    chunk_data,
+    chunk_end,  // the CRLF after a chunk's data
+    trailers,
+    body_until_close,
+    done,
+  };
+  enum class Line : std::uint8_t { ready, need_more, too_long };
+
+  Line take_line(evbuffer* input);
+  bool parse_status_line();
+  bool parse_header();
+  bool end_of_headers();
+  bool parse_chunk_size();
+  void drain_body(evbuffer* input);
+
+  State state_ = State::status_line;
+  bool head_request_ = false;
+  bool http10_ = false;
+  int status_ = 0;
+  int header_lines_ = 0;
+  int empty_lines_ = 0;
+  std::optional<std::uint64_t> content_length_;
+  bool transfer_encoding_ = false;
+  bool chunked_ = false;
+  bool connection_close_ = false;
+  bool connection_keep_alive_ = false;
+  bool keep_alive_ = false;
+  std::uint64_t remaining_ = 0;  // body or chunk bytes still to drain
+  bool line_too_long_ = false;
+  std::string line_;  // the current line, copied out before the buffer is drained
+};
+
+ResponseParser::Result ResponseParser::feed(evbuffer* input) {
+  for (;;) {
+    Line line = Line::ready;
+    switch (state_) {
+      case State::status_line:
+      case State::headers:
+      case State::chunk_size:
+      case State::chunk_end:
+      case State::trailers:
+        line = take_line(input);
+        break;
+      default:
+        break;
+    }
+    if (line == Line::need_more) return Result::need_more;
+    if (line == Line::too_long) return Result::malformed;
+
+    bool ok = true;
+    switch (state_) {
+      case State::status_line:
+        // Tolerate a stray empty line before the status line (a server's extra CRLF).
+        if (line_.empty() && ++empty_lines_ <= 4) continue;
+        ok = parse_status_line();
+        break;
+      case State::headers:
+        ok = line_.empty() ? end_of_headers() : parse_header();
+        break;
+      case State::body_length:
+      case State::chunk_data:
+      case State::body_until_close:
+        drain_body(input);
+        if (state_ == State::body_until_close || remaining_ > 0) return Result::need_more;
+        state_ = state_ == State::chunk_data ? State::chunk_end : State::done;
+        break;
+      case State::chunk_size:
+        ok = parse_chunk_size();
+        break;
+      case State::chunk_end:
+        ok = line_.empty();
+        state_ = State::chunk_size;
+        break;
+      case State::trailers:
+        if (line_.empty()) state_ = State::done;
+        break;
+      case State::done:
+        return Result::complete;
+    }
+    if (!ok) return Result::malformed;
+  }
+}
+
+std::string ResponseParser::describe_error() const {
+  if (line_too_long_) return "a line longer than " + std::to_string(kMaxLineLength) + " bytes";
+  std::string line = line_.substr(0, 120);
+  for (char& c : line) {
+    if (static_cast<unsigned char>(c) < ' ' || c == 0x7f) c = '?';
+  }
+  switch (state_) {
+    case State::status_line:
+      return "status line '" + line + "'";
+    case State::headers:
+      return "header line '" + line + "'";
+    default:
+      return "chunked framing at '" + line + "'";
+  }
+}
+
+ResponseParser::Line ResponseParser::take_line(evbuffer* input) {
+  std::size_t eol_length = 0;
+  evbuffer_ptr eol = evbuffer_search_eol(input, nullptr, &eol_length, EVBUFFER_EOL_CRLF);
+  if (eol.pos < 0) {
+    line_too_long_ = evbuffer_get_length(input) > kMaxLineLength;
+    return line_too_long_ ? Line::too_long : Line::need_more;
+  }
+  auto length = static_cast<std::size_t>(eol.pos);
+  line_too_long_ = length > kMaxLineLength;
+  if (line_too_long_) return Line::too_long;
+  const auto* data = reinterpret_cast<const char*>(
+      evbuffer_pullup(input, static_cast<ev_ssize_t>(length + eol_length)));
+  line_.assign(data, length);
+  evbuffer_drain(input, length + eol_length);
+  return Line::ready;
+}
+
+// "HTTP/1.x SSS[ reason]"
+bool ResponseParser::parse_status_line() {
+  std::string_view line = line_;
+  if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || line[7] < '0' || line[7] > '9' ||
+      line[8] != ' ' || (line.size() > 12 && line[12] != ' ')) {
+    return false;
+  }
+  if (!parse_number(line.substr(9, 3), status_) || status_ < 100) return false;
+  http10_ = line[7] == '0';
+  state_ = State::headers;
+  return true;
+}
+
+bool ResponseParser::parse_header() {
+  if (++header_lines_ > kMaxHeaderLines) return false;
+  std::string_view line = line_;
+  std::size_t colon = line.find(':');
+  // No name, or whitespace in it (also catches obsolete line folding): refuse, as cmsfront's
+  // own codec does, rather than guess where the header ends.
+  if (colon == 0 || colon == std::string_view::npos) return false;
+  std::string_view name = line.substr(0, colon);
+  if (name.find_first_of(" \t") != std::string_view::npos) return false;
+  std::string_view value = trim(line.substr(colon + 1));
+
+  if (equals_ignore_case(name, "content-length")) {
+    std::uint64_t length = 0;
+    if (!parse_number(value, length) || length > (std::uint64_t{1} << 62)) return false;
+    if (content_length_ && *content_length_ != length) return false;
+    content_length_ = length;
+  } else if (equals_ignore_case(name, "transfer-encoding")) {
+    // Chunked counts only as the final coding; anything else is read until close.
+    std::size_t comma = value.rfind(',');
+    std::string_view last = trim(comma == std::string_view::npos ? value : value.substr(comma + 1));
+    transfer_encoding_ = true;
+    chunked_ = equals_ignore_case(last, "chunked");
+  } else if (equals_ignore_case(name, "connection")) {
+    while (!value.empty()) {
+      std::size_t comma = value.find(',');
+      std::string_view token = trim(value.substr(0, comma));
+      if (equals_ignore_case(token, "close")) connection_close_ = true;
+      if (equals_ignore_case(token, "keep-alive")) connection_keep_alive_ = true;
+      value = comma == std::string_view::npos ? std::string_view() : value.substr(comma + 1);
+    }
+  }
+  return true;
+}
+
+bool ResponseParser::end_of_headers() {
+  if (status_ < 200) {
+    // 101 would switch protocols, which we never ask for; other 1xx precede the real response.
+    if (status_ == 101) return false;
+    bool head_request = head_request_;
+    reset(head_request);
+    return true;
+  }
+  keep_alive_ = http10_ ? connection_keep_alive_ && !connection_close_ : !connection_close_;
+  if (head_request_ || status_ == 204 || status_ == 304) {
+    state_ = State::done;
+  } else if (transfer_encoding_) {
+    state_ = chunked_ ? State::chunk_size : State::body_until_close;
+  } else if (content_length_) {
+    remaining_ = *content_length_;
+    state_ = remaining_ > 0 ? State::body_length : State::done;
+  } else {
+    state_ = State::body_until_close;
+  }
+  if (state_ == State::body_until_close) keep_alive_ = false;
+  return true;
+}
+
+// HEX[ext], where ext starts with ';' or whitespace and is ignored.
+bool ResponseParser::parse_chunk_size() {
+  std::string_view line = line_;
+  std::size_t digits = line.find_first_not_of("0123456789abcdefABCDEF");
+  if (digits == std::string_view::npos) digits = line.size();
+  if (digits == 0 || digits > 15) return false;  // 15 hex digits: no overflow, and plenty
+  std::string_view rest = line.substr(digits);
+  if (!rest.empty() && rest.front() != ';' && rest.front() != ' ' && rest.front() != '\t') {
+    return false;
+  }
+  if (!parse_number(line.substr(0, digits), remaining_, 16)) return false;
+  state_ = remaining_ > 0 ? State::chunk_data : State::trailers;
+  return true;
+}
+
+void ResponseParser::drain_body(evbuffer* input) {
+  std::size_t available = evbuffer_get_length(input);
+  std::size_t take = state_ == State::body_until_close
+                         ? available
+                         : std::min<std::uint64_t>(available, remaining_);
+  evbuffer_drain(input, take);
+  if (state_ != State::body_until_close) remaining_ -= take;
+}
+
+// ---- Socket ----------------------------------------------------------------------------------
+
+// A socket from socket() until a bufferevent takes it over (or the connect fails).
+class Socket {
+ public:
+  Socket() = default;
+  ~Socket() { reset(); }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
+
+  void reset(int fd = -1) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  int get() const { return fd_; }
+  [[nodiscard]] int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_ = -1;
+};
+
+timeval to_timeval(double seconds) {
+  auto micros = static_cast<std::int64_t>(seconds * 1e6);
+  timeval tv{};
+  tv.tv_sec = static_cast<time_t>(micros / 1'000'000);
+  tv.tv_usec = static_cast<suseconds_t>(micros % 1'000'000);
+  return tv;
+}
+
+std::string tls_reason(unsigned long code) {
+  std::array<char, 256> text{};
+  ERR_error_string_n(code, text.data(), text.size());
+  return text.data();
+}
+
+class Worker;
+
+// One connection slot: requests one at a time, reconnecting when needed. Owner: its Worker.
+// Lifetime: the whole run; its bufferevents come and go (a dropped one waits in retired_
+// until the next attempt starts, so none is freed inside its own callback). Thread: the
+// Worker's.
+class Slot {
+ public:
+  Slot(Worker& worker, const Plan& plan, RunControl& control, Stats& stats);
+  Slot(const Slot&) = delete;
+  Slot& operator=(const Slot&) = delete;
+
+  [[nodiscard]] bool ready() const { return connect_event_ && timeout_event_ && next_event_; }
+  void start() { next(); }
+  // The run is over (deadline or signal): drop the connection, count nothing more.
+  void abandon();
+  // SSL_CTX new-session callback target (--resume): the newest ticket of this slot's
+  // connection, offered by its next one.
+  void keep_session(SslSessionPtr session) { session_ = std::move(session); }
+
+ private:
+  enum class Phase : std::uint8_t {
+    idle,         // between attempts (the next one is scheduled)
+    connecting,   // TCP connect in progress
+    handshaking,  // TLS handshake in progress
+    waiting,      // request sent, response not complete
+    done,         // no more attempts
+  };
+
+  static void on_connect_ready(evutil_socket_t, short, void* arg) noexcept;
+  static void on_timeout(evutil_socket_t, short, void* arg) noexcept;
+  static void on_next(evutil_socket_t, short, void* arg) noexcept;
+  static void on_read(bufferevent*, void* arg) noexcept;
+  static void on_event(bufferevent*, short events, void* arg) noexcept;
+
+  void next();
+  void connect();
+  void handle_connect_ready();
+  void connected();
+  void send_request();
+  void handle_read();
+  void handle_event(short events);
+  void complete_response();
+  void fail(ErrorKind kind);
+  void finish();
+  void drop_connection();
+
+  Worker& worker_;
+  const Plan& plan_;
+  RunControl& control_;
+  Stats& stats_;
+  Phase phase_ = Phase::idle;
+  Socket socket_;           // while connecting
+  BufferEventPtr bev_;      // the current connection
+  BufferEventPtr retired_;  // the dropped one, freed on the next loop turn
+  bool tls_open_ = false;   // handshake done on bev_: close with close_notify
+  // TLS 1.3 clients finish their handshake before the server has checked their certificate;
+  // until the first response byte, a TLS alert still means the handshake failed.
+  bool handshake_unconfirmed_ = false;
+  std::size_t unparsed_ = 0;  // input bytes already counted in bytes_in but not consumed
+  Clock::time_point connect_start_;
+  Clock::time_point request_start_;
+  ResponseParser parser_;
+  SslSessionPtr session_;
+  EventPtr connect_event_;
+  EventPtr timeout_event_;
+  EventPtr next_event_;
+};
+
+// One thread's event loop and its slots. Owner: main; run() on its own thread.
+class Worker {
+ public:
+  Worker(const Plan& plan, RunControl& control, unsigned slots, std::size_t latency_cap);
+  Worker(const Worker&) = delete;
+  Worker& operator=(const Worker&) = delete;
+
+  [[nodiscard]] bool ready() const {
+    return base_ && tick_event_ && deadline_event_ &&
+           std::all_of(slots_.begin(), slots_.end(),
+                       [](const auto& slot) { return slot->ready(); });
+  }
+  void run();
+  event_base* base() const { return base_.get(); }
+  bool stopping() const { return stopping_; }
+  void slot_finished();
+  const Stats& stats() const { return stats_; }
+  Clock::time_point finished_at() const { return finished_at_; }
+
+ private:
+  static void on_tick(evutil_socket_t, short, void* arg) noexcept;
+  static void on_deadline(evutil_socket_t, short, void* arg) noexcept;
+  void stop_all();
+
+  const Plan& plan_;
+  RunControl& control_;
+  Stats stats_;
+  EventBasePtr base_{event_base_new()};
+  EventPtr tick_event_;
+  EventPtr deadline_event_;
+  std::vector<std::unique_ptr<Slot>> slots_;  // after base_: freed before it
+  std::size_t active_slots_ = 0;
+  bool stopping_ = false;
+  Clock::time_point finished_at_;
+};
+
+// ---- Slot ------------------------------------------------------------------------------------
+
+Slot::Slot(Worker& worker, const Plan& plan, RunControl& control, Stats& stats)
+    : worker_(worker),
+      plan_(plan),
+      control_(control),
+      stats_(stats),
+      connect_event_(event_new(worker.base(), -1, 0, on_connect_ready, this)),
+      timeout_event_(evtimer_new(worker.base(), on_timeout, this)),
+      next_event_(event_new(worker.base(), -1, 0, on_next, this)) {}
+
+void Slot::on_connect_ready(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<Slot*>(arg)->handle_connect_ready();
+}
+void Slot::on_timeout(evutil_socket_t, short, void* arg) noexcept {
+  auto* slot = static_cast<Slot*>(arg);
+  slot->control_.explain_once(ErrorKind::timeout, [slot] {
+    constexpr std::array<const char*, 5> kWhile = {"between requests", "connecting",
+                                                   "in the TLS handshake",
+                                                   "waiting for the response", "after the end"};
+    return std::string("no complete response within --timeout, stuck ") +
+           kWhile[static_cast<std::size_t>(slot->phase_)];
+  });
+  slot->fail(ErrorKind::timeout);
+}
+void Slot::on_next(evutil_socket_t, short, void* arg) noexcept {
+  auto* slot = static_cast<Slot*>(arg);
+  slot->retired_.reset();
+  slot->next();
+}
+void Slot::on_read(bufferevent*, void* arg) noexcept { static_cast<Slot*>(arg)->handle_read(); }
+void Slot::on_event(bufferevent*, short events, void* arg) noexcept {
+  static_cast<Slot*>(arg)->handle_event(events);
+}
+
+// Starts the next attempt: on the open connection if there is one, else on a new one.
+void Slot::next() {
+  if (phase_ == Phase::done) return;
+  if (worker_.stopping() || !control_.try_claim()) {
+    finish();
+    return;
+  }
+  if (!bev_) {
+    connect();
+    return;
+  }
+  timeval timeout = to_timeval(plan_.options.timeout_s);
+  event_add(timeout_event_.get(), &timeout);
+  send_request();
+}
+
+void Slot::connect() {
+  phase_ = Phase::connecting;
+  connect_start_ = Clock::now();
+  timeval timeout = to_timeval(plan_.options.timeout_s);
+  event_add(timeout_event_.get(), &timeout);
+  socket_.reset(::socket(plan_.address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (socket_.get() < 0) {
+    control_.explain_once(ErrorKind::connect, [] { return std::strerror(errno); });
+    fail(ErrorKind::connect);
+    return;
+  }
+  int one = 1;
+  setsockopt(socket_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (::connect(socket_.get(), reinterpret_cast<const sockaddr*>(&plan_.address),
+                plan_.address_length) == 0) {
+    connected();
+    return;
+  }
+  if (errno != EINPROGRESS) {
+    control_.explain_once(ErrorKind::connect, [] { return std::strerror(errno); });
+    fail(ErrorKind::connect);
+    return;
+  }
+  event_assign(connect_event_.get(), worker_.base(), socket_.get(), EV_WRITE, on_connect_ready,
+               this);
+  event_add(connect_event_.get(), nullptr);
+}
+
+void Slot::handle_connect_ready() {
+  int error = 0;
+  socklen_t length = sizeof error;
+  if (getsockopt(socket_.get(), SOL_SOCKET, SO_ERROR, &error, &length) != 0 || error != 0) {
+    control_.explain_once(ErrorKind::connect,
+                          [error] { return std::strerror(error != 0 ? error : errno); });
+    fail(ErrorKind::connect);
+    return;
+  }
+  connected();
+}
+
+// TCP is up: wrap the socket in a bufferevent (TLS or plain) and go on.
+void Slot::connected() {
+  if (!plan_.url.tls) {
+    bev_.reset(bufferevent_socket_new(worker_.base(), socket_.get(), BEV_OPT_CLOSE_ON_FREE));
+    if (!bev_) {
+      fail(ErrorKind::io);
+      return;
+    }
+    (void)socket_.release();
+  } else {
+    SslPtr ssl(SSL_new(plan_.ssl_ctx));
+    if (!ssl) {
+      fail(ErrorKind::tls_handshake);
+      return;
+    }
+    in_addr v4{};
+    in6_addr v6{};
+    const char* host = plan_.url.host.c_str();
+    // SNI carries names only, never address literals (RFC 6066 section 3).
+    if (inet_pton(AF_INET, host, &v4) != 1 && inet_pton(AF_INET6, host, &v6) != 1) {
+      SSL_set_tlsext_host_name(ssl.get(), host);
+    }
+    SSL_set_app_data(ssl.get(), this);
+    if (session_) SSL_set_session(ssl.get(), session_.get());
+    // With BEV_OPT_CLOSE_ON_FREE the bufferevent owns the SSL and the socket from here, on
+    // its own failure paths too (they free both).
+    bev_.reset(bufferevent_openssl_socket_new(worker_.base(), socket_.release(), ssl.release(),
+                                              BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE));
+    if (!bev_) {
+      fail(ErrorKind::tls_handshake);
+      return;
+    }
+    // A peer that closes without close_notify ends a body read until close; truncation
+    // elsewhere is caught by the framing, and this is a load tool, not a browser.
+    bufferevent_openssl_set_allow_dirty_shutdown(bev_.get(), 1);
+  }
+  unparsed_ = 0;
+  bufferevent_setcb(bev_.get(), on_read, nullptr, on_event, this);
+  bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
+  if (plan_.url.tls) {
+    phase_ = Phase::handshaking;  // BEV_EVENT_CONNECTED comes when the handshake is done
+  } else {
+    send_request();
+  }
+}
+
+void Slot::send_request() {
+  phase_ = Phase::waiting;
+  parser_.reset(plan_.head_request);
+  // --new-connection measures what a client without keep-alive waits: connect to last byte.
+  request_start_ = plan_.options.new_connection ? connect_start_ : Clock::now();
+  evbuffer_add_reference(bufferevent_get_output(bev_.get()), plan_.request.data(),
+                         plan_.request.size(), nullptr, nullptr);
+}
+
+void Slot::handle_read() {
+  handshake_unconfirmed_ = false;
+  evbuffer* input = bufferevent_get_input(bev_.get());
+  stats_.bytes_in += evbuffer_get_length(input) - unparsed_;
+  if (phase_ != Phase::waiting) {
+    // Bytes nobody asked for (during the handshake nothing reaches the input buffer).
+    evbuffer_drain(input, evbuffer_get_length(input));
+    unparsed_ = 0;
+    return;
+  }
+  ResponseParser::Result result = parser_.feed(input);
+  unparsed_ = evbuffer_get_length(input);
+  if (result == ResponseParser::Result::malformed) {
+    control_.explain_once(ErrorKind::malformed, [this] { return parser_.describe_error(); });
+    fail(ErrorKind::malformed);
+  } else if (result == ResponseParser::Result::complete) {
+    complete_response();
+  }
+}
+
+void Slot::handle_event(short events) {
+  SSL* ssl = plan_.url.tls ? bufferevent_openssl_get_ssl(bev_.get()) : nullptr;
+  if (events & BEV_EVENT_CONNECTED) {
+    tls_open_ = true;
+    handshake_unconfirmed_ = true;
+    ++stats_.handshakes;
+    if (SSL_session_reused(ssl)) ++stats_.resumed;
+    send_request();
+    return;
+  }
+  unsigned long tls_error = ssl != nullptr ? bufferevent_get_openssl_error(bev_.get()) : 0;
+  if (phase_ == Phase::handshaking || (handshake_unconfirmed_ && tls_error != 0)) {
+    if (phase_ != Phase::handshaking) {
+      // Counted at BEV_EVENT_CONNECTED, but the server refused it: not a handshake done.
+      --stats_.handshakes;
+      if (SSL_session_reused(ssl)) --stats_.resumed;
+    }
+    control_.explain_once(ErrorKind::tls_handshake, [tls_error] {
+      return tls_error != 0 ? tls_reason(tls_error) : "connection closed by the peer";
+    });
+    fail(ErrorKind::tls_handshake);
+  } else if (phase_ == Phase::waiting && (events & BEV_EVENT_EOF) && parser_.complete_at_eof()) {
+    complete_response();
+  } else if (events & BEV_EVENT_EOF) {
+    control_.explain_once(ErrorKind::closed, [] {
+      return "the server closed the connection before the response was complete";
+    });
+    fail(ErrorKind::closed);
+  } else {
+    int socket_error = EVUTIL_SOCKET_ERROR();
+    control_.explain_once(ErrorKind::io, [tls_error, socket_error] {
+      return tls_error != 0 ? tls_reason(tls_error) : std::string(std::strerror(socket_error));
+    });
+    fail(ErrorKind::io);
+  }
+}
+
+void Slot::complete_response() {
+  event_del(timeout_event_.get());
+  auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - request_start_).count();
+  stats_.latency.record(static_cast<std::uint32_t>(std::min<std::int64_t>(micros, UINT32_MAX)));
+  ++stats_.requests;
+  ++stats_.status[parser_.status()];
+  phase_ = Phase::idle;
+  if (plan_.options.new_connection || !parser_.keep_alive()) {
+    drop_connection();
+    event_active(next_event_.get(), EV_TIMEOUT, 1);
+  } else {
+    next();
+  }
+}
+
+void Slot::fail(ErrorKind kind) {
+  if (phase_ == Phase::done) return;
+  ++stats_.errors[static_cast<std::size_t>(kind)];
+  event_del(timeout_event_.get());
+  drop_connection();
+  phase_ = Phase::idle;
+  // The retry waits for the next loop turn: no recursion when connects fail synchronously.
+  event_active(next_event_.get(), EV_TIMEOUT, 1);
+}
+
+void Slot::finish() {
+  phase_ = Phase::done;
+  event_del(timeout_event_.get());
+  drop_connection();
+  worker_.slot_finished();
+}
+
+void Slot::abandon() {
+  if (phase_ == Phase::done) return;
+  phase_ = Phase::done;
+  event_del(timeout_event_.get());
+  event_del(next_event_.get());
+  drop_connection();
+}
+
+void Slot::drop_connection() {
+  event_del(connect_event_.get());
+  socket_.reset();
+  if (bev_) {
+    bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
+    bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
+    // OpenSSL marks a session not resumable when its SSL is freed without a close_notify
+    // sent; send one (best effort, the socket may be gone) so --resume can use the session.
+    if (tls_open_) {
+      SSL_shutdown(bufferevent_openssl_get_ssl(bev_.get()));
+      // Whatever that queued must not be read by the next SSL_get_error on this thread.
+      ERR_clear_error();
+    }
+    retired_ = std::move(bev_);
+  }
+  tls_open_ = false;
+  handshake_unconfirmed_ = false;
+  unparsed_ = 0;
+}
+
+// ---- Worker ----------------------------------------------------------------------------------
+
+Worker::Worker(const Plan& plan, RunControl& control, unsigned slots, std::size_t latency_cap)
+    : plan_(plan), control_(control), stats_(latency_cap) {
+  if (!base_) return;
+  tick_event_.reset(event_new(base_.get(), -1, EV_PERSIST, on_tick, this));
+  deadline_event_.reset(evtimer_new(base_.get(), on_deadline, this));
+  for (unsigned i = 0; i < slots; ++i) {
+    slots_.push_back(std::make_unique<Slot>(*this, plan_, control_, stats_));
+  }
+}
+
+void Worker::run() {
+  timeval tick = to_timeval(std::chrono::duration<double>(kStopPoll).count());
+  event_add(tick_event_.get(), &tick);
+  if (plan_.options.duration_s) {
+    timeval deadline = to_timeval(*plan_.options.duration_s);
+    event_add(deadline_event_.get(), &deadline);
+  }
+  active_slots_ = slots_.size();
+  for (auto& slot : slots_) slot->start();
+  if (active_slots_ > 0) event_base_dispatch(base_.get());
+  finished_at_ = Clock::now();
+  control_.finished_workers.fetch_add(1, std::memory_order_release);
+}
+
+void Worker::slot_finished() {
+  if (--active_slots_ == 0) event_base_loopbreak(base_.get());
+}
+
+void Worker::stop_all() {
+  stopping_ = true;
+  for (auto& slot : slots_) slot->abandon();
+  event_base_loopbreak(base_.get());
+}
+
+void Worker::on_tick(evutil_socket_t, short, void* arg) noexcept {
+  auto* worker = static_cast<Worker*>(arg);
+  if (worker->control_.stop.load(std::memory_order_relaxed)) worker->stop_all();
+}
+
+void Worker::on_deadline(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<Worker*>(arg)->stop_all();
+}
+
+int on_new_session(SSL* ssl, SSL_SESSION* session) noexcept {
+  auto* slot = static_cast<Slot*>(SSL_get_app_data(ssl));
+  if (slot == nullptr) return 0;
+  slot->keep_session(SslSessionPtr(session));
+  return 1;  // we keep the reference OpenSSL handed us
+}
+
+// ---- Setup -----------------------------------------------------------------------------------
+
+void usage(std::FILE* out) {
+  std::fprintf(
+      out,
+      "usage: cmsfront-load [options] URL        (URL: https://host:port/path?query or http://)\n"
+      "  -n N              total requests (default 10000); failed attempts count too\n"
+      "  -c C              concurrent connections (default 10)\n"
+      "  -t THREADS        worker threads, connections split evenly (default 1)\n"
+      "  --duration S      run for S seconds instead of -n (requests in flight then are dropped)\n"
+      "  --new-connection  one request per connection (a handshake each; latency from connect)\n"
+      "  --resume          resume the TLS session (ticket) of the slot's previous connection\n"
+      "  --cert FILE       client certificate PEM: leaf first, then the chain to send\n"
+      "  --key FILE        private key PEM (default: the --cert file)\n"
+      "  --cacert FILE     verify the server against this CA file (default: no verification)\n"
+      "  --header 'Name: value'  extra request header (repeatable)\n"
+      "  --method M        request method (default GET)\n"
+      "  --data-size BYTES send a body of BYTES 'x' with Content-Length\n"
+      "  --tls12 | --tls13 pin the protocol version\n"
+      "  --timeout S       per-request timeout in seconds, connect included (default 30)\n"
+      "  --json            print the summary as one JSON object\n"
+      "Exit status: 0 when it ran (errors included), 1 when it could not start, 64 usage.\n");
+}
+
+enum class OptionValue : std::uint8_t { ok, bad, unknown_option };
+
+// One option that takes a value.
+OptionValue apply_option(std::string_view arg, std::string_view value, Options& options) {
+  bool ok = true;
+  double seconds = 0;
+  if (arg == "-n") {
+    ok = parse_number(value, options.requests) && options.requests > 0;
+  } else if (arg == "-c") {
+    ok = parse_number(value, options.connections) && options.connections > 0 &&
+         options.connections <= 1'000'000;
+  } else if (arg == "-t") {
+    ok = parse_number(value, options.threads) && options.threads > 0 && options.threads <= 1024;
+  } else if (arg == "--duration") {
+    ok = parse_seconds(value, seconds);
+    options.duration_s = seconds;
+  } else if (arg == "--timeout") {
+    ok = parse_seconds(value, seconds);
+    options.timeout_s = seconds;
+  } else if (arg == "--cert") {
+    options.cert_file = value;
+  } else if (arg == "--key") {
+    options.key_file = value;
+  } else if (arg == "--cacert") {
+    options.ca_file = value;
+  } else if (arg == "--header") {
+    std::size_t colon = value.find(':');
+    ok = colon != std::string_view::npos && is_token(value.substr(0, colon)) &&
+         value.find_first_of(std::string_view("\r\n\0", 3)) == std::string_view::npos;
+    options.headers.emplace_back(value);
+  } else if (arg == "--method") {
+    ok = is_token(value);
+    options.method = value;
+  } else if (arg == "--data-size") {
+    std::uint64_t size = 0;
+    ok = parse_number(value, size) && size <= (std::uint64_t{1} << 32);
+    options.data_size = size;
+  } else {
+    return OptionValue::unknown_option;
+  }
+  return ok ? OptionValue::ok : OptionValue::bad;
+}
+
+// Parses argv strictly; nullopt (after a message for bad values) means exit 64.
+std::optional<Options> parse_options(int argc, char** argv) {
+  Options options;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    if (arg == "--new-connection") {
+      options.new_connection = true;
+    } else if (arg == "--resume") {
+      options.resume = true;
+    } else if (arg == "--json") {
+      options.json = true;
+    } else if (arg == "--tls12" || arg == "--tls13") {
+      options.tls_version = arg == "--tls12" ? TLS1_2_VERSION : TLS1_3_VERSION;
+    } else if (arg.empty() || arg[0] != '-') {
+      if (!options.url.empty()) return std::nullopt;
+      options.url = arg;
+    } else {
+      if (i + 1 >= argc) return std::nullopt;
+      OptionValue result = apply_option(arg, argv[++i], options);
+      if (result == OptionValue::unknown_option) return std::nullopt;
+      if (result == OptionValue::bad) {
+        std::fprintf(stderr, "cmsfront-load: bad value for %s: %s\n", argv[i - 1], argv[i]);
+        return std::nullopt;
+      }
+    }
+  }
+  if (options.url.empty()) return std::nullopt;
+  return options;
+}
+
+std::optional<Url> parse_url(std::string_view text) {
+  Url url;
+  if (text.starts_with("https://")) {
+    url.tls = true;
+    url.port = 443;
+    text.remove_prefix(8);
+  } else if (text.starts_with("http://")) {
+    url.port = 80;
+    text.remove_prefix(7);
+  } else {
+    return std::nullopt;
+  }
+  std::size_t end = text.find_first_of("/?#");
+  std::string_view authority = text.substr(0, end);
+  std::string_view target = end == std::string_view::npos ? "" : text.substr(end);
+  target = target.substr(0, target.find('#'));
+  if (authority.empty() || authority.find('@') != std::string_view::npos) return std::nullopt;
+  url.authority = authority;
+  url.target =
+      target.empty() || target.front() == '?' ? "/" + std::string(target) : std::string(target);
+  if (std::any_of(url.target.begin(), url.target.end(),
+                  [](char c) { return static_cast<unsigned char>(c) <= ' ' || c == 0x7f; })) {
+    return std::nullopt;
+  }
+  std::string_view port;
+  if (authority.front() == '[') {
+    std::size_t close = authority.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    url.host = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') return std::nullopt;
+    if (!after.empty()) port = after.substr(1);
+    if (after.empty()) return url.host.empty() ? std::nullopt : std::optional(url);
+  } else {
+    std::size_t colon = authority.rfind(':');
+    url.host = authority.substr(0, colon);
+    if (colon == std::string_view::npos)
+      return url.host.empty() ? std::nullopt : std::optional(url);
+    port = authority.substr(colon + 1);
+  }
+  if (url.host.empty() || !parse_number(port, url.port) || url.port == 0) return std::nullopt;
+  return url;
+}
+
+// Every queued OpenSSL error, oldest first (the oldest is often the useful one: "No such
+// file or directory" under "system lib").
+std::string openssl_error() {
+  std::string text;
+  while (unsigned long code = ERR_get_error()) {
+    text += (text.empty() ? "" : "; ") + tls_reason(code);
+  }
+  return text.empty() ? std::string("unknown error") : text;
+}
+
+// The one SSL_CTX of the run: certificate, chain and key loaded once, shared by every thread.
+// Returns null after printing why.
+SslCtxPtr make_ssl_ctx(const Options& options, const Url& url) {
+  SslCtxPtr ctx(SSL_CTX_new(TLS_client_method()));
+  if (!ctx) {
+    std::fprintf(stderr, "cmsfront-load: SSL_CTX_new: %s\n", openssl_error().c_str());
+    return nullptr;
+  }
+  if (options.tls_version != 0) {
+    SSL_CTX_set_min_proto_version(ctx.get(), options.tls_version);
+    SSL_CTX_set_max_proto_version(ctx.get(), options.tls_version);
+  }
+  // See Slot::connected: a close without close_notify is an EOF, not a fatal error (which
+  // would also make the session non-resumable).
+  SSL_CTX_set_options(ctx.get(), SSL_OP_IGNORE_UNEXPECTED_EOF);
+  // Send exactly the certificates in the --cert file: no chain built per handshake from the
+  // --cacert store (which would also cost a chain verification on every connection).
+  SSL_CTX_set_mode(ctx.get(), SSL_MODE_NO_AUTO_CHAIN);
+  static constexpr unsigned char kAlpn[] = "\x08http/1.1";
+  SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn - 1);
+  if (!options.cert_file.empty()) {
+    // The file's first certificate is the leaf; the rest go out as its chain, in file order
+    // (a grid proxy file: proxy, its key, then the user certificate).
+    const std::string& key = options.key_file.empty() ? options.cert_file : options.key_file;
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), options.cert_file.c_str()) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1 ||
+        SSL_CTX_check_private_key(ctx.get()) != 1) {
+      std::fprintf(stderr, "cmsfront-load: cannot load client certificate %s / key %s: %s\n",
+                   options.cert_file.c_str(), key.c_str(), openssl_error().c_str());
+      return nullptr;
+    }
+  }
+  if (!options.ca_file.empty()) {
+    if (SSL_CTX_load_verify_locations(ctx.get(), options.ca_file.c_str(), nullptr) != 1) {
+      std::fprintf(stderr, "cmsfront-load: cannot load CA file %s: %s\n", options.ca_file.c_str(),
+                   openssl_error().c_str());
+      return nullptr;
+    }
+    X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx.get());
+    if (X509_VERIFY_PARAM_set1_ip_asc(param, url.host.c_str()) != 1) {
+      X509_VERIFY_PARAM_set1_host(param, url.host.c_str(), url.host.size());
+    }
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_PEER, nullptr);
+  } else {
+    SSL_CTX_set_verify(ctx.get(), SSL_VERIFY_NONE, nullptr);
+  }
+  if (options.resume) {
+    // Sessions live in their slots (Slot::keep_session), not in OpenSSL's client cache.
+    SSL_CTX_set_session_cache_mode(ctx.get(),
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(ctx.get(), on_new_session);
+  }
+  return ctx;
+}
+
+bool has_header(const Options& options, std::string_view name) {
+  return std::any_of(options.headers.begin(), options.headers.end(), [&](const std::string& h) {
+    return equals_ignore_case(std::string_view(h).substr(0, h.find(':')), name);
+  });
+}
+
+std::string build_request(const Options& options, const Url& url) {
+  std::string request = options.method + " " + url.target + " HTTP/1.1\r\n";
+  if (!has_header(options, "host")) request += "Host: " + url.authority + "\r\n";
+  if (!has_header(options, "user-agent")) request += "User-Agent: cmsfront-load\r\n";
+  for (const std::string& header : options.headers) request += header + "\r\n";
+  if (options.new_connection && !has_header(options, "connection")) {
+    request += "Connection: close\r\n";
+  }
+  if (options.data_size) {
+    request += "Content-Length: " + std::to_string(*options.data_size) + "\r\n";
+  }
+  request += "\r\n";
+  if (options.data_size) request.append(*options.data_size, 'x');
+  return request;
+}
+
+// ---- Summary ---------------------------------------------------------------------------------
+
+struct Summary {
+  std::uint64_t requests = 0;
+  std::array<std::uint64_t, kErrorNames.size()> errors{};
+  std::map<int, std::uint64_t> status;
+  std::uint64_t handshakes = 0;
+  std::uint64_t resumed = 0;
+  std::uint64_t bytes_in = 0;
+  double elapsed_s = 0;
+  std::array<double, 5> latency_ms{};  // min, p50, p90, p99, max
+};
+
+Summary summarize(const std::vector<std::unique_ptr<Worker>>& workers, double elapsed_s) {
+  Summary summary;
+  summary.elapsed_s = elapsed_s;
+  std::vector<const LatencySampler*> samplers;
+  std::uint32_t min = UINT32_MAX;
+  std::uint32_t max = 0;
+  for (const auto& worker : workers) {
+    const Stats& stats = worker->stats();
+    summary.requests += stats.requests;
+    for (std::size_t i = 0; i < stats.errors.size(); ++i) summary.errors[i] += stats.errors[i];
+    for (const auto& [code, count] : stats.status) summary.status[code] += count;
+    summary.handshakes += stats.handshakes;
+    summary.resumed += stats.resumed;
+    summary.bytes_in += stats.bytes_in;
+    samplers.push_back(&stats.latency);
+    if (stats.latency.count() > 0) {
+      min = std::min(min, stats.latency.min());
+      max = std::max(max, stats.latency.max());
+    }
+  }
+  std::vector<std::uint32_t> samples = LatencySampler::merge(samplers);
+  if (samples.empty()) return summary;
+  std::sort(samples.begin(), samples.end());
+  // Nearest rank: the smallest sample with at least p of all samples at or below it.
+  auto percentile = [&](double p) {
+    auto rank = static_cast<std::size_t>(std::ceil(p * static_cast<double>(samples.size())));
+    return samples[std::clamp<std::size_t>(rank, 1, samples.size()) - 1] / 1000.0;
+  };
+  summary.latency_ms = {min / 1000.0, percentile(0.5), percentile(0.9), percentile(0.99),
+                        max / 1000.0};
+  return summary;
+}
+
+double rate(std::uint64_t count, double seconds) {
+  return seconds > 0 ? static_cast<double>(count) / seconds : 0.0;
+}
+
+void print_json(const Summary& s) {
+  std::printf("{\"requests\":%llu,\"errors\":{", static_cast<unsigned long long>(s.requests));
+  for (std::size_t i = 0; i < kErrorNames.size(); ++i) {
+    std::printf("%s\"%s\":%llu", i == 0 ? "" : ",", kErrorNames[i].data(),
+                static_cast<unsigned long long>(s.errors[i]));
+  }
+  std::printf("},\"status\":{");
+  bool first = true;
+  for (const auto& [code, count] : s.status) {
+    std::printf("%s\"%d\":%llu", first ? "" : ",", code, static_cast<unsigned long long>(count));
+    first = false;
+  }
+  const auto& l = s.latency_ms;
+  std::printf(
+      "},\"elapsed_s\":%.3f,\"rps\":%.1f,\"handshakes\":%llu,\"resumed\":%llu,"
+      "\"latency_ms\":{\"min\":%.3f,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
+      "\"bytes_in\":%llu}\n",
+      s.elapsed_s, rate(s.requests, s.elapsed_s), static_cast<unsigned long long>(s.handshakes),
+      static_cast<unsigned long long>(s.resumed), l[0], l[1], l[2], l[3], l[4],
+      static_cast<unsigned long long>(s.bytes_in));
+}
+
+void print_text(const Summary& s) {
+  std::uint64_t failed = 0;
+  for (std::uint64_t count : s.errors) failed += count;
+  std::printf("requests:   %llu completed, %llu failed\n",
+              static_cast<unsigned long long>(s.requests), static_cast<unsigned long long>(failed));
+  std::printf("errors:    ");
+  for (std::size_t i = 0; i < kErrorNames.size(); ++i) {
+    if (s.errors[i] > 0) {
+      std::printf(" %s %llu", kErrorNames[i].data(), static_cast<unsigned long long>(s.errors[i]));
+    }
+  }
+  std::printf("%s\nstatus:    ", failed == 0 ? " none" : "");
+  for (const auto& [code, count] : s.status) {
+    std::printf(" %d: %llu", code, static_cast<unsigned long long>(count));
+  }
+  const auto& l = s.latency_ms;
+  std::printf(
+      "\nelapsed:    %.3f s\n"
+      "rps:        %.1f\n"
+      "tls:        %llu handshakes (%.1f/s), %llu resumed\n"
+      "latency ms: min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n"
+      "bytes in:   %llu\n",
+      s.elapsed_s, rate(s.requests, s.elapsed_s), static_cast<unsigned long long>(s.handshakes),
+      rate(s.handshakes, s.elapsed_s), static_cast<unsigned long long>(s.resumed), l[0], l[1], l[2],
+      l[3], l[4], static_cast<unsigned long long>(s.bytes_in));
+}
+
+// Resolves the URL's host to its first address; false after printing why.
+bool resolve(const Url& url, Plan& plan) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  int error = getaddrinfo(url.host.c_str(), std::to_string(url.port).c_str(), &hints, &found);
+  std::unique_ptr<addrinfo, AddrinfoDeleter> result(found);
+  if (error != 0 || !result) {
+    std::fprintf(stderr, "cmsfront-load: cannot resolve %s: %s\n", url.host.c_str(),
+                 gai_strerror(error));
+    return false;
+  }
+  std::memcpy(&plan.address, result->ai_addr, result->ai_addrlen);
+  plan.address_length = result->ai_addrlen;
+  return true;
+}
+
+// A descriptor per connection (two for a moment while one is retired): lift the soft limit to
+// the hard one rather than fail thousands of connects with EMFILE.
+void raise_file_limit(unsigned connections) {
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max &&
+      files.rlim_cur < 2 * static_cast<rlim_t>(connections) + 64) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+}
+
+// Runs the workers to the end of the run and prints the summary; the exit status.
+int run(const Plan& plan) {
+  RunControl control;
+  control.unlimited = plan.options.duration_s.has_value();
+  control.budget = static_cast<std::int64_t>(
+      std::min<std::uint64_t>(plan.options.requests, std::uint64_t{1} << 62));
+
+  // SIGINT/SIGTERM end the run early with a summary: blocked here (and so in every worker
+  // thread), taken by the sigtimedwait below. SIGPIPE: a dead peer is an error, not a kill.
+  std::signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  raise_file_limit(plan.options.connections);
+
+  unsigned threads = std::min(plan.options.threads, plan.options.connections);
+  std::vector<std::unique_ptr<Worker>> workers;
+  for (unsigned i = 0; i < threads; ++i) {
+    unsigned slots = plan.options.connections / threads + (i < plan.options.connections % threads);
+    workers.push_back(std::make_unique<Worker>(plan, control, slots, kMaxLatencySamples / threads));
+    if (!workers.back()->ready()) {
+      std::fprintf(stderr, "cmsfront-load: cannot create an event loop\n");
+      return kExitCannotStart;
+    }
+  }
+
+  Clock::time_point start = Clock::now();
+  {
+    std::vector<std::jthread> running;
+    for (auto& worker : workers) running.emplace_back([w = worker.get()] { w->run(); });
+    timespec poll{0, std::chrono::nanoseconds(kStopPoll).count()};
+    while (control.finished_workers.load(std::memory_order_acquire) < workers.size()) {
+      if (sigtimedwait(&stop_signals, nullptr, &poll) > 0) control.stop = true;
+    }
+  }  // joins the threads
+  Clock::time_point end = start;
+  for (const auto& worker : workers) end = std::max(end, worker->finished_at());
+
+  Summary summary = summarize(workers, std::chrono::duration<double>(end - start).count());
+  if (plan.options.json) {
+    print_json(summary);
+  } else {
+    print_text(summary);
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "-h" || std::string_view(argv[i]) == "--help") {
+      usage(stdout);
+      return 0;
+    }
+  }
+  std::optional<Options> options = parse_options(argc, argv);
+  std::optional<Url> url = options ? parse_url(options->url) : std::nullopt;
+  if (options && !url) std::fprintf(stderr, "cmsfront-load: bad URL: %s\n", options->url.c_str());
+  if (url && !url->tls &&
+      (!options->cert_file.empty() || !options->ca_file.empty() || options->resume ||
+       options->tls_version != 0)) {
+    std::fprintf(stderr, "cmsfront-load: TLS options need an https:// URL\n");
+    url.reset();
+  }
+  if (!options || !url) {
+    usage(stderr);
+    return kExitUsage;
+  }
+  Plan plan;
+  plan.options = std::move(*options);
+  plan.url = std::move(*url);
+  if (!resolve(plan.url, plan)) return kExitCannotStart;
+  SslCtxPtr ssl_ctx;  // outlives the workers, which run inside run()
+  if (plan.url.tls) {
+    ssl_ctx = make_ssl_ctx(plan.options, plan.url);
+    if (!ssl_ctx) return kExitCannotStart;
+    plan.ssl_ctx = ssl_ctx.get();
+  }
+  plan.request = build_request(plan.options, plan.url);
+  plan.head_request = plan.options.method == "HEAD";
+  return run(plan);
+}
