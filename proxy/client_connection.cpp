@@ -4,6 +4,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cinttypes>
@@ -36,6 +37,10 @@ std::string format_ip(const sockaddr* peer) {
   }
   return text;
 }
+
+// How long a connection we are closing keeps reading (and discarding) what the client still
+// sends, after our answer and our FIN (see linger()).
+constexpr Duration kLingerTime = std::chrono::seconds(2);
 
 // Bodies up to this size are copied next to their head (see send_response_body).
 constexpr std::size_t kCoalesceBytes = 4096;
@@ -119,7 +124,8 @@ void ClientConnection::on_read(bufferevent*, void* arg) noexcept {
     case State::exchanging:
       self.exchange_.on_client_readable();
       break;
-    case State::closing: {
+    case State::closing:
+    case State::lingering: {
       evbuffer* in = bufferevent_get_input(self.bev_.get());
       evbuffer_drain(in, evbuffer_get_length(in));
       break;
@@ -135,7 +141,7 @@ void ClientConnection::on_write(bufferevent* bev, void* arg) noexcept {
     self.exchange_.on_client_writable();
   } else if (self.state_ == State::closing &&
              evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-    self.close();
+    self.linger();
   }
 }
 
@@ -186,9 +192,10 @@ void ClientConnection::on_timer(evutil_socket_t, short, void* arg) noexcept {
         self.close();  // idle keep-alive connection
       }
       break;
-    case State::closing:
+    case State::closing:    // the client does not read its answer
+    case State::lingering:  // nor close its side
       self.close();
-      break;  // the client does not read its answer
+      break;
     default:
       break;
   }
@@ -345,7 +352,7 @@ void ClientConnection::send_denied(const auth::Decision& decision) {
 }
 
 void ClientConnection::send_page(int status, const auth::Page& page, bool keep_alive) {
-  if (state_ == State::closing || state_ == State::closed) return;
+  if (state_ == State::closing || state_ == State::lingering || state_ == State::closed) return;
   keep_alive = keep_alive && !drain_requested_ && !worker_.draining();
   const bool head_only = parser_.head().method == http1::Method::head;
   write_local_body(bufferevent_get_output(bev_.get()), scratch_, status, {}, page.content_type,
@@ -369,7 +376,7 @@ void ClientConnection::answer_locally(Failure failure, bool keep_alive) {
 
 void ClientConnection::send_local(int status, std::string_view extra_headers,
                                   std::string_view message, bool keep_alive) {
-  if (state_ == State::closing || state_ == State::closed) return;
+  if (state_ == State::closing || state_ == State::lingering || state_ == State::closed) return;
   keep_alive = keep_alive && !drain_requested_ && !worker_.draining();
   const bool head_only = parser_.status() == http1::ParseStatus::complete &&
                          parser_.head().method == http1::Method::head;
@@ -530,7 +537,7 @@ std::size_t ClientConnection::response_backlog() const {
 }
 
 void ClientConnection::end_response() {
-  if (state_ == State::closing || state_ == State::closed) return;
+  if (state_ == State::closing || state_ == State::lingering || state_ == State::closed) return;
   if (response_chunked_) evbuffer_add(bufferevent_get_output(bev_.get()), "0\r\n\r\n", 5);
   if (response_close_ || !request_body_done_ || drain_requested_ || worker_.draining()) {
     close_after_flush();
@@ -558,10 +565,37 @@ void ClientConnection::close_after_flush() {
   // Stop reading new requests; give the client a bounded time to take its answer.
   arm_timer(std::chrono::seconds(5));
   if (evbuffer_get_length(bufferevent_get_output(bev_.get())) == 0) {
-    close();
+    linger();
   } else {
     bufferevent_setwatermark(bev_.get(), EV_WRITE, 0, 0);
   }
+}
+
+void ClientConnection::linger() {
+  if (peer_gone_) {
+    close();
+    return;
+  }
+  // The answer is out. Closing the socket now would make the kernel answer whatever the client
+  // still sends (the rest of a body, a pipelined request, a dripping header) with a reset, and
+  // a reset can destroy our answer before the client has read it. So end our side first
+  // (close_notify, FIN), then read and discard for a short while until the client closes too.
+  state_ = State::lingering;
+  send_close_notify();
+  bufferevent_disable(bev_.get(), EV_WRITE);
+  ::shutdown(bufferevent_getfd(bev_.get()), SHUT_WR);
+  arm_timer(kLingerTime);
+}
+
+void ClientConnection::send_close_notify() {
+  // Without close_notify a client cannot tell a response delimited by the close from a
+  // cut-off one, and libevent frees the SSL without sending it. One attempt, no waiting for
+  // the client's own.
+  SSL* ssl = is_tls() ? bufferevent_openssl_get_ssl(bev_.get()) : nullptr;
+  if (ssl == nullptr || close_notify_sent_ || peer_gone_ || !SSL_is_init_finished(ssl)) return;
+  close_notify_sent_ = true;
+  SSL_shutdown(ssl);
+  ERR_clear_error();
 }
 
 void ClientConnection::close() {
@@ -572,14 +606,7 @@ void ClientConnection::close() {
   event_del(resume_.get());
   bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
-  // Say goodbye properly (close_notify) on an established TLS connection: without it a client
-  // cannot tell a response delimited by the close from a cut-off one. libevent frees the SSL
-  // without it. One attempt, no waiting for the client's own close_notify.
-  if (SSL* ssl = is_tls() ? bufferevent_openssl_get_ssl(bev_.get()) : nullptr;
-      ssl != nullptr && SSL_is_init_finished(ssl) && !peer_gone_) {
-    SSL_shutdown(ssl);
-    ERR_clear_error();
-  }
+  send_close_notify();
   worker_.connection_closed(*this);
 }
 

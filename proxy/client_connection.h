@@ -68,7 +68,16 @@ class ClientConnection final : public Retirable, public Downstream {
   const tls::ClientIdentity& identity() const override { return *identity_; }
 
  private:
-  enum class State : std::uint8_t { handshake, reading_head, exchanging, closing, closed };
+  // closing: the last answer is being written; lingering: it is out and our side is shut,
+  // what the client still sends is discarded until it closes or kLingerTime passes.
+  enum class State : std::uint8_t {
+    handshake,
+    reading_head,
+    exchanging,
+    closing,
+    lingering,
+    closed
+  };
 
   static void on_read(bufferevent* bev, void* arg) noexcept;
   static void on_write(bufferevent* bev, void* arg) noexcept;
@@ -89,6 +98,8 @@ class ClientConnection final : public Retirable, public Downstream {
   void send_page(int status, const auth::Page& page, bool keep_alive);
   bool request_wants_json() const;
   void close_after_flush();
+  void linger();
+  void send_close_notify();
   void close();
   void arm_timer(Duration duration);
 
@@ -107,6 +118,7 @@ class ClientConnection final : public Retirable, public Downstream {
   State state_ = State::handshake;
   bool drain_requested_ = false;
   bool peer_gone_ = false;  // EOF or error from the client: no TLS close_notify to send
+  bool close_notify_sent_ = false;
   bool head_timer_armed_ = false;  // the timer counts header_timeout (not idle_timeout)
   http1::RequestParser parser_;
   // The current request's body, as read for the exchange.

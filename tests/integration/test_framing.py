@@ -2,6 +2,7 @@
 "HTTP/1.1 framing" is refused with the status its last column gives, the connection is closed
 after a parse error, and nothing reaches the backend."""
 
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -215,6 +216,23 @@ def test_chunked_body_over_the_limit_is_413_and_never_completed(stack):
     assert resp.status == 413, resp
     new = backend_entries_since(stack.echo, before)
     assert [e for e in new if e["complete"]] == [], new
+
+
+def test_413_reaches_a_client_that_is_still_sending_its_body(stack):
+    # The answer goes out while the client is still sending; cmsfront then shuts its side and
+    # keeps reading instead of closing at once, so the client's next bytes do not meet a reset
+    # that would destroy the 413 before the client reads it.
+    with RawConnection(stack.tls.port, stack.pki) as conn:
+        conn.send(head(POST, H, "Content-Length: %d" % (BODY_SIZE * 4)) + b"x" * 1000)
+        time.sleep(0.3)  # the 413 has been written and our side shut by now
+        for _ in range(8):
+            assert conn.send(b"x" * 32768), "cmsfront reset the connection while lingering"
+        time.sleep(0.2)
+        resp = conn.read_response()
+        assert resp.status == 413, resp
+        assert resp.header("connection") == "close", resp
+        assert conn.closed_within(5)
+        assert not conn.reset, "the connection ended with a reset, not a clean close"
 
 
 def test_body_at_the_limit_passes(stack):
