@@ -4,8 +4,8 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
-
 #include "proxy/log.h"
+#include "proxy/observability.h"
 #include "proxy/timeval.h"
 #include "proxy/worker.h"
 
@@ -33,7 +33,8 @@ BackendPool::BackendPool(Worker& worker, const BackendSettings& settings,
       closing_(settings.servers.size(), 0),
       down_until_(settings.servers.size()),
       wakeup_(event_new(worker.base(), -1, 0, on_wakeup, this)),
-      queue_timer_(evtimer_new(worker.base(), on_queue_timer, this)) {
+      queue_timer_(evtimer_new(worker.base(), on_queue_timer, this)),
+      backend_index_(static_cast<std::size_t>(&settings - worker.config().backends.data())) {
   event* wakeup = wakeup_.get();
   for (ConnectionQuota* quota : quotas_) {
     quota->set_wakeup(worker_.index(), [wakeup] { event_active(wakeup, EV_READ, 0); });
@@ -179,7 +180,7 @@ BackendConnection* BackendPool::take_idle(std::size_t server) {
   idle_[server].pop_back();
   bufferevent_setcb(connection->bev(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_set_timeouts(connection->bev(), nullptr, nullptr);
-  connection->state_ = BackendConnection::State::busy;
+  set_state(*connection, BackendConnection::State::busy);
   ++busy_[server];
   return connection;
 }
@@ -193,6 +194,8 @@ bool BackendPool::start_connect(PoolWaiter& waiter, std::size_t server) {
   auto owned = std::make_unique<BackendConnection>(server, std::move(bev));
   BackendConnection& connection = *owned;
   connections_.push_front(std::move(owned));
+  worker_.runtime().observability->backend_connection(
+      worker_.index(), backend_index_, BackendState::count_, BackendState::connecting);
   connection.position_ = connections_.begin();
   connection.pool_ = this;
   connection.bound_waiter_ = &waiter;
@@ -231,7 +234,7 @@ void BackendPool::connect_finished(BackendConnection& connection, short events) 
     bufferevent_set_timeouts(connection.bev(), nullptr, nullptr);
     bufferevent_setcb(connection.bev(), nullptr, nullptr, nullptr, nullptr);
     if (waiter != nullptr) {
-      connection.state_ = BackendConnection::State::busy;
+      set_state(connection, BackendConnection::State::busy);
       waiter->on_backend_ready(connection);
     } else {
       --busy_[connection.server_];
@@ -264,7 +267,7 @@ void BackendPool::connect_finished(BackendConnection& connection, short events) 
 }
 
 void BackendPool::make_idle(BackendConnection& connection) {
-  connection.state_ = BackendConnection::State::idle;
+  set_state(connection, BackendConnection::State::idle);
   bufferevent_setcb(connection.bev(), on_idle_read, nullptr, on_idle_event, &connection);
   const timeval timeout = to_timeval(settings_.idle_timeout);
   bufferevent_set_timeouts(connection.bev(), &timeout, nullptr);
@@ -303,7 +306,7 @@ void BackendPool::destroy(BackendConnection& connection) {
             settings_.servers[connection.server_].host_port.c_str());
   // Half-close and keep the quota slot until the backend has closed its side: releasing it at
   // once would let a new connection overlap with one the backend still counts.
-  connection.state_ = BackendConnection::State::closing;
+  set_state(connection, BackendConnection::State::closing);
   ++closing_[connection.server_];
   bufferevent* bev = connection.bev();
   bufferevent_setcb(bev, on_closing_read, nullptr, on_closing_event, &connection);
@@ -340,11 +343,34 @@ void BackendPool::yield_idle() {
   }
 }
 
+// Every state change goes through here, so the per-state connection gauges stay exact.
+void BackendPool::set_state(BackendConnection& connection, BackendConnection::State to) {
+  const auto gauge = [](BackendConnection::State state) {
+    switch (state) {
+      case BackendConnection::State::connecting:
+        return BackendState::connecting;
+      case BackendConnection::State::idle:
+        return BackendState::idle;
+      case BackendConnection::State::busy:
+        return BackendState::busy;
+      case BackendConnection::State::closing:
+        return BackendState::closing;
+      case BackendConnection::State::closed:
+        break;
+    }
+    return BackendState::count_;
+  };
+  if (connection.state_ == to) return;
+  worker_.runtime().observability->backend_connection(worker_.index(), backend_index_,
+                                                      gauge(connection.state_), gauge(to));
+  connection.state_ = to;
+}
+
 void BackendPool::finalize(BackendConnection& connection) {
   if (connection.state_ == BackendConnection::State::closing) --closing_[connection.server_];
   LOG_DEBUG("backend %s: connection to %s closed", settings_.name.c_str(),
             settings_.servers[connection.server_].host_port.c_str());
-  connection.state_ = BackendConnection::State::closed;
+  set_state(connection, BackendConnection::State::closed);
   bufferevent_setcb(connection.bev(), nullptr, nullptr, nullptr, nullptr);
   bufferevent_disable(connection.bev(), EV_READ | EV_WRITE);
   auto owned = std::move(*connection.position_);

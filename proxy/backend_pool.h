@@ -68,6 +68,7 @@ class BackendPool {
   static void on_queue_timer(evutil_socket_t, short, void* arg) noexcept;
 
   void connect_finished(BackendConnection& connection, short events);
+  void set_state(BackendConnection& connection, BackendConnection::State to);
   void dispatch();
   void expire_waiters();
   void schedule_dispatch();
@@ -106,6 +107,7 @@ class BackendPool {
   bool starving_ = false;
   EventPtr wakeup_;
   EventPtr queue_timer_;
+  std::size_t backend_index_;  // in the configuration's backend list (for metrics)
 };
 
 }  // namespace proxy

@@ -15,6 +15,7 @@
 #include "auth/header_rules.h"
 #include "proxy/backend_pool.h"
 #include "proxy/log.h"
+#include "proxy/observability.h"
 #include "proxy/response_writer.h"
 #include "proxy/timeval.h"
 #include "proxy/worker.h"
@@ -44,6 +45,20 @@ constexpr Duration kLingerTime = std::chrono::seconds(2);
 
 // Bodies up to this size are copied next to their head (see send_response_body).
 constexpr std::size_t kCoalesceBytes = 4096;
+
+std::string_view auth_method_name(tls::CredentialKind kind) {
+  switch (kind) {
+    case tls::CredentialKind::certificate:
+      return "X509Cert";
+    case tls::CredentialKind::proxy:
+      return "X509Proxy";
+    case tls::CredentialKind::limited_proxy:
+      return "X509LimitedProxy";
+    case tls::CredentialKind::none:
+      break;
+  }
+  return "None";
+}
 
 Failure failure_for_status(int status) {
   switch (status) {
@@ -75,6 +90,7 @@ ClientConnection::ClientConnection(Worker& worker, const ListenerRuntime& listen
       id_(id),
       client_ip_(format_ip(peer)),
       identity_(tls::no_certificate_identity()),
+      accepted_at_(std::chrono::steady_clock::now()),
       parser_(http1::HeadLimits{config_->limits.header_size, config_->limits.header_count}),
       exchange_(*this) {}
 
@@ -110,6 +126,8 @@ void ClientConnection::arm_timer(Duration duration) {
 void ClientConnection::enter_reading_head() {
   state_ = State::reading_head;
   parser_.reset();
+  head_bytes_ = 0;
+  request_body_bytes_ = 0;
   head_timer_armed_ = false;
   arm_timer(config_->limits.idle_timeout);
   read_head();
@@ -154,13 +172,15 @@ void ClientConnection::on_event(bufferevent*, short events, void* arg) noexcept 
         return;
       }
       self.finish_handshake();
+      self.observe_handshake(HandshakeResult::ok);
       self.enter_reading_head();
     }
     return;
   }
   // EOF, error or timeout: the client is gone; whatever is in flight is abandoned.
-  if ((events & BEV_EVENT_ERROR) != 0 && self.state_ == State::handshake) {
+  if (self.state_ == State::handshake) {
     LOG_DEBUG("conn %" PRIu64 ": TLS handshake with %s failed", self.id_, self.client_ip_.c_str());
+    self.observe_handshake(HandshakeResult::failed);
   }
   self.peer_gone_ = true;
   self.close();
@@ -183,10 +203,12 @@ void ClientConnection::on_timer(evutil_socket_t, short, void* arg) noexcept {
   auto& self = *static_cast<ClientConnection*>(arg);
   switch (self.state_) {
     case State::handshake:
+      self.observe_handshake(HandshakeResult::timeout);
       self.close();
       break;
     case State::reading_head:
       if (self.parser_.started()) {
+        self.open_request(false);
         self.answer_locally(Failure::header_timeout, false);
       } else {
         self.close();  // idle keep-alive connection
@@ -209,6 +231,7 @@ void ClientConnection::read_head() {
     const std::size_t consumed =
         parser_.feed(std::string_view(static_cast<const char*>(vec.iov_base), vec.iov_len));
     evbuffer_drain(in, consumed);
+    head_bytes_ += consumed;
     if (consumed == 0) break;
   }
   switch (parser_.status()) {
@@ -223,6 +246,7 @@ void ClientConnection::read_head() {
       const http1::ParseError& error = parser_.error();
       LOG_DEBUG("conn %" PRIu64 ": %d %.*s", id_, error.status,
                 static_cast<int>(error.reason.size()), error.reason.data());
+      open_request(false);
       answer_locally(failure_for_status(error.status), false);
       return;
     }
@@ -234,6 +258,7 @@ void ClientConnection::read_head() {
 
 void ClientConnection::handle_request() {
   evtimer_del(timer_.get());
+  open_request(true);
   const http1::RequestHead& request = parser_.head();
   const bool body_follows = request.framing != http1::BodyFraming::none;
   const bool keep_alive = request.keep_alive && !body_follows && !drain_requested_;
@@ -273,8 +298,16 @@ void ClientConnection::handle_request() {
     answer_locally(Failure::no_route, keep_alive);
     return;
   }
-  const auth::Decision decision =
-      auth::decide(static_cast<auth::Policy>(rule->auth_policy), *identity_, std::time(nullptr));
+  route_index_ = static_cast<std::size_t>(rule - &config_->routes.rule(0));
+  const auto policy = static_cast<auth::Policy>(rule->auth_policy);
+  const auth::Decision decision = auth::decide(policy, *identity_, std::time(nullptr));
+  if (policy != auth::Policy::none) {
+    auth_result_ = !decision.allowed()      ? auth::denial_label(decision.denial, *identity_)
+                   : decision.authenticated ? std::string_view("ok")
+                                            : std::string_view("anonymous");
+    worker_.runtime().observability->auth_decided(worker_.index(), route_index_, identity_->kind,
+                                                  auth_result_);
+  }
   if (!decision.allowed()) {
     send_denied(decision);
     return;
@@ -289,6 +322,7 @@ void ClientConnection::handle_request() {
   response_chunked_ = false;
   response_close_ = !request.keep_alive;
   state_ = State::exchanging;
+  backend_index_ = rule->backend_index;
   exchange_.start(rule->backend_index, target);
 }
 
@@ -355,14 +389,100 @@ void ClientConnection::send_page(int status, const auth::Page& page, bool keep_a
   if (state_ == State::closing || state_ == State::lingering || state_ == State::closed) return;
   keep_alive = keep_alive && !drain_requested_ && !worker_.draining();
   const bool head_only = parser_.head().method == http1::Method::head;
-  write_local_body(bufferevent_get_output(bev_.get()), scratch_, status, {}, page.content_type,
-                   page.body, keep_alive, head_only);
+  evbuffer* out = bufferevent_get_output(bev_.get());
+  const std::size_t before = evbuffer_get_length(out);
+  const std::size_t body = write_local_body(out, scratch_, status, {}, page.content_type, page.body,
+                                            keep_alive, head_only);
+  response_status_ = status;
+  response_bytes_ += evbuffer_get_length(out) - before;
+  response_body_bytes_ += body;
+  finish_request(false);
   if (keep_alive) {
     state_ = State::exchanging;  // so a pipelined request waits for the resume turn
     event_active(resume_.get(), EV_READ, 0);
   } else {
     close_after_flush();
   }
+}
+
+// --- observability --------------------------------------------------------------------------
+
+void ClientConnection::observe_handshake(HandshakeResult result) {
+  SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
+  const bool resumed = result == HandshakeResult::ok && ssl != nullptr && SSL_session_reused(ssl);
+  worker_.runtime().observability->handshake_finished(
+      worker_.index(), listener_.tls_index, result, std::chrono::steady_clock::now() - accepted_at_,
+      resumed, identity_->outcome);
+}
+
+void ClientConnection::open_request(bool head_complete) {
+  if (request_open_) return;
+  request_open_ = true;
+  head_complete_ = head_complete;
+  ++request_number_;
+  request_started_ = std::chrono::steady_clock::now();
+  timeval now{};
+  event_base_gettimeofday_cached(worker_.base(), &now);
+  request_started_unix_us_ = std::int64_t{now.tv_sec} * 1000000 + now.tv_usec;
+  response_status_ = 0;
+  response_bytes_ = 0;
+  response_body_bytes_ = 0;
+  route_index_ = kNoIndex;
+  backend_index_ = kNoIndex;
+  auth_result_ = {};
+}
+
+void ClientConnection::finish_request(bool aborted) {
+  if (!request_open_) return;
+  request_open_ = false;
+  Observability& observability = *worker_.runtime().observability;
+  const http1::RequestHead& request = parser_.head();
+  RequestRecord record;
+  record.connection_id = id_;
+  record.request_number = request_number_;
+  record.start_unix_us = request_started_unix_us_;
+  record.duration_us =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                     std::chrono::steady_clock::now() - request_started_)
+                                     .count());
+  if (head_complete_) {
+    record.method = request.method_text;
+    record.target = request.target;
+    record.path = request.path;
+    record.http_version = request.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
+    record.host = request.host;
+    if (observability.access_log() != nullptr) {
+      for (const http1::HeaderField& field : request.headers) {
+        if (http1::iequals(field.name, "referer")) record.referer = field.value;
+        if (http1::iequals(field.name, "user-agent")) record.user_agent = field.value;
+      }
+    }
+  }
+  record.client_ip = client_ip_;
+  record.local_port = listener_.port;
+  record.status = response_status_;
+  record.bytes_in = head_bytes_ + request_body_bytes_;
+  record.bytes_out = response_bytes_;
+  record.body_bytes_out = response_body_bytes_;
+  record.route = route_index_;
+  record.backend = backend_index_;
+  const ExchangeStats& stats = exchange_.stats();
+  if (backend_index_ != kNoIndex) {
+    record.backend_us = stats.backend_us;
+    record.queue_us = stats.queue_us;
+    if (stats.failure != Failure::none) record.failure = failure_info(stats.failure).label;
+  }
+  record.client_aborted = aborted;
+  if (SSL* ssl = is_tls() ? bufferevent_openssl_get_ssl(bev_.get()) : nullptr) {
+    record.tls_protocol = SSL_get_version(ssl);
+    if (const char* cipher = SSL_get_cipher_name(ssl)) record.tls_cipher = cipher;
+  }
+  if (identity_->offered()) record.client_dn = identity_->leaf_dn;
+  if (identity_->verified()) record.user_dn = identity_->user_dn;
+  record.auth_method = auth_method_name(identity_->kind);
+  record.auth_result = auth_result_.empty() ? std::string_view("none") : auth_result_;
+  observability.request_finished(worker_.index(), record,
+                                 head_complete_ ? request.method : http1::Method::other);
 }
 
 void ClientConnection::answer_locally(Failure failure, bool keep_alive) {
@@ -380,8 +500,14 @@ void ClientConnection::send_local(int status, std::string_view extra_headers,
   keep_alive = keep_alive && !drain_requested_ && !worker_.draining();
   const bool head_only = parser_.status() == http1::ParseStatus::complete &&
                          parser_.head().method == http1::Method::head;
-  write_local_response(bufferevent_get_output(bev_.get()), scratch_, status, extra_headers, message,
-                       keep_alive, head_only);
+  evbuffer* out = bufferevent_get_output(bev_.get());
+  const std::size_t before = evbuffer_get_length(out);
+  const std::size_t body =
+      write_local_response(out, scratch_, status, extra_headers, message, keep_alive, head_only);
+  response_status_ = status;
+  response_bytes_ += evbuffer_get_length(out) - before;
+  response_body_bytes_ += body;
+  finish_request(false);
   if (keep_alive) {
     state_ = State::exchanging;  // so a pipelined request waits for the resume turn
     event_active(resume_.get(), EV_READ, 0);
@@ -513,10 +639,14 @@ void ClientConnection::send_response_head(const http1::ResponseHead& head, bool 
   }
   out.append("\r\n");
   evbuffer_add(bufferevent_get_output(bev_.get()), out.data(), out.size());
+  response_status_ = head.status;
+  response_bytes_ += out.size();
 }
 
 void ClientConnection::send_response_body(evbuffer* from, std::size_t n) {
   if (n == 0) return;
+  response_body_bytes_ += n;
+  response_bytes_ += n;
   evbuffer* out = bufferevent_get_output(bev_.get());
   if (response_chunked_) evbuffer_add_printf(out, "%zx\r\n", n);
   if (n <= kCoalesceBytes) {
@@ -538,7 +668,11 @@ std::size_t ClientConnection::response_backlog() const {
 
 void ClientConnection::end_response() {
   if (state_ == State::closing || state_ == State::lingering || state_ == State::closed) return;
-  if (response_chunked_) evbuffer_add(bufferevent_get_output(bev_.get()), "0\r\n\r\n", 5);
+  if (response_chunked_) {
+    evbuffer_add(bufferevent_get_output(bev_.get()), "0\r\n\r\n", 5);
+    response_bytes_ += 5;
+  }
+  finish_request(false);
   if (response_close_ || !request_body_done_ || drain_requested_ || worker_.draining()) {
     close_after_flush();
     return;
@@ -552,7 +686,10 @@ void ClientConnection::send_failure(Failure failure) {
   answer_locally(failure, request.keep_alive && request_body_done_);
 }
 
-void ClientConnection::abort_response() { close(); }
+void ClientConnection::abort_response() {
+  finish_request(true);
+  close();
+}
 
 void ClientConnection::on_resume(evutil_socket_t, short, void* arg) noexcept {
   auto& self = *static_cast<ClientConnection*>(arg);
@@ -600,6 +737,7 @@ void ClientConnection::send_close_notify() {
 
 void ClientConnection::close() {
   if (state_ == State::closed) return;
+  finish_request(true);  // a request still open here was abandoned by the client
   state_ = State::closed;
   exchange_.abort();
   evtimer_del(timer_.get());

@@ -11,6 +11,7 @@
 
 #include <netinet/in.h>
 
+#include <chrono>
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -25,6 +26,8 @@
 #include "proxy/failure.h"
 #include "proxy/http1_parser.h"
 #include "proxy/libevent_ptr.h"
+#include "proxy/observability.h"
+#include "proxy/request_record.h"
 #include "proxy/retirable.h"
 #include "proxy/runtime.h"
 #include "tls/client_identity.h"
@@ -93,6 +96,11 @@ class ClientConnection final : public Retirable, public Downstream {
                   bool keep_alive);
   void send_redirect();
   void finish_handshake();
+  void observe_handshake(HandshakeResult result);
+  // A request starts being recorded (head complete, or a parse error / timeout answered).
+  void open_request(bool head_complete);
+  // ... and ends: one RequestRecord for the metrics and the access log.
+  void finish_request(bool aborted);
   void send_trouble_page();
   void send_denied(const auth::Decision& decision);
   void send_page(int status, const auth::Page& page, bool keep_alive);
@@ -115,6 +123,7 @@ class ClientConnection final : public Retirable, public Downstream {
   // then the connection's identity for all its requests.
   tls::IdentityPtr handshake_identity_;
   tls::IdentityPtr identity_;
+  std::chrono::steady_clock::time_point accepted_at_;
   State state_ = State::handshake;
   bool drain_requested_ = false;
   bool peer_gone_ = false;  // EOF or error from the client: no TLS close_notify to send
@@ -127,6 +136,19 @@ class ClientConnection final : public Retirable, public Downstream {
   std::uint64_t request_body_bytes_ = 0;  // decoded so far
   bool request_body_done_ = true;
   bool continue_sent_ = false;
+  // The current request's record (see open_request / finish_request).
+  bool request_open_ = false;
+  bool head_complete_ = false;
+  std::uint64_t request_number_ = 0;
+  std::chrono::steady_clock::time_point request_started_;
+  std::int64_t request_started_unix_us_ = 0;
+  std::uint64_t head_bytes_ = 0;
+  int response_status_ = 0;
+  std::uint64_t response_bytes_ = 0;
+  std::uint64_t response_body_bytes_ = 0;
+  std::size_t route_index_ = kNoIndex;
+  std::size_t backend_index_ = kNoIndex;
+  std::string_view auth_result_;  // a static label
   // The current response's framing towards the client.
   bool response_chunked_ = false;
   bool response_close_ = false;  // the connection ends after this response

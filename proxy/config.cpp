@@ -9,6 +9,7 @@
 #include "proxy/config.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <sys/stat.h>
 #include <toml++/toml.h>
@@ -58,6 +59,50 @@ std::optional<std::string> unreadable_directory_reason(const std::string& path) 
   ::close(fd);
   if (::access(path.c_str(), R_OK | X_OK) != 0) return std::string(std::strerror(errno));
   return std::nullopt;
+}
+
+// Empty when a log file `path` can be written: its directory exists and can be written and
+// searched, and the file, if it exists already, is not a directory and can be written. Nothing
+// is created.
+std::optional<std::string> unwritable_log_reason(const std::string& path) {
+  // The directory part: "." without a '/', "/" for a file in the root directory.
+  const auto slash = path.find_last_of('/');
+  std::string directory = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (directory.empty()) directory = "/";
+  struct stat info {};
+  if (::stat(directory.c_str(), &info) != 0) return std::string(std::strerror(errno));
+  if (!S_ISDIR(info.st_mode)) return std::string(std::strerror(ENOTDIR));
+  if (::access(directory.c_str(), W_OK | X_OK) != 0) return std::string(std::strerror(errno));
+  if (::stat(path.c_str(), &info) == 0) {
+    if (S_ISDIR(info.st_mode)) return std::string(std::strerror(EISDIR));
+    if (::access(path.c_str(), W_OK) != 0) return std::string(std::strerror(errno));
+  }
+  return std::nullopt;
+}
+
+// Whether a socket bound to `a` and one bound to `b` would take the same connections: the same
+// port, and the same address or a wildcard address covering the other ([::] covers IPv4 too,
+// as IPv6 sockets are dual-stack by default).
+bool same_endpoint(const SocketAddress& a, const SocketAddress& b) {
+  const auto port = [](const SocketAddress& s) -> std::uint16_t {
+    if (s.storage.ss_family == AF_INET) {
+      return reinterpret_cast<const sockaddr_in&>(s.storage).sin_port;
+    }
+    return reinterpret_cast<const sockaddr_in6&>(s.storage).sin6_port;
+  };
+  const auto wildcard = [](const SocketAddress& s) {
+    if (s.storage.ss_family == AF_INET) {
+      return reinterpret_cast<const sockaddr_in&>(s.storage).sin_addr.s_addr == INADDR_ANY;
+    }
+    return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6&>(s.storage).sin6_addr);
+  };
+  const auto covers = [&](const SocketAddress& any, const SocketAddress& other) {
+    return wildcard(any) &&
+           (any.storage.ss_family == other.storage.ss_family || any.storage.ss_family == AF_INET6);
+  };
+  if (a.length == 0 || b.length == 0 || port(a) != port(b)) return false;
+  if (a.length == b.length && std::memcmp(&a.storage, &b.storage, a.length) == 0) return true;
+  return covers(a, b) || covers(b, a);
 }
 
 // Reads the whole file; on failure returns nothing and sets `reason`.
@@ -121,6 +166,7 @@ class Loader {
   const toml::array* get_string_array(const toml::table& table, std::string_view key);
   std::optional<SourceLocation> get_file(const toml::table& table, std::string_view key,
                                          std::string_view what, std::string& out);
+  bool check_plain_path(const toml::node& node, std::string_view key, const std::string& path);
   template <typename Enum>
   std::optional<Enum> get_enum(const toml::table& table, std::string_view key,
                                std::initializer_list<std::pair<std::string_view, Enum>> values);
@@ -136,6 +182,8 @@ class Loader {
   void load_tls_client_certificates(const toml::table& table, TlsProfile& profile);
   void load_tls_sessions(const toml::table& table, TlsProfile& profile);
   void load_auth(const toml::node& node);
+  void load_metrics(const toml::node& node);
+  void load_access_log(const toml::node& node);
   void load_limits(const toml::node& node);
   void load_backends(const toml::node& node);
   void load_backend(const std::string& name, const toml::table& table);
@@ -297,6 +345,22 @@ std::optional<SourceLocation> Loader::get_file(const toml::table& table, std::st
   }
   out = std::move(*value);
   return at(node.source());
+}
+
+// A local path such as [auth] trouble_page or [metrics] path: starts with '/', no query,
+// fragment or whitespace, and acceptable as a request path. False (with an error) otherwise.
+bool Loader::check_plain_path(const toml::node& node, std::string_view key,
+                              const std::string& path) {
+  if (path.empty() || path.front() != '/') {
+    error(node, quoted(key) + " must start with '/'");
+  } else if (path.find_first_of("?# \t\r\n\v\f") != std::string::npos) {
+    error(node, quoted(key) + " must be a plain path, without '?', '#' or whitespace");
+  } else if (auto reason = routes::check_request_path(path)) {
+    error(node, quoted(key) + " is not an acceptable request path: " + std::string(*reason));
+  } else {
+    return true;
+  }
+  return false;
 }
 
 // A string naming one of `values`; anything else is reported as
@@ -595,16 +659,73 @@ void Loader::load_auth(const toml::node& node) {
   if (table == nullptr) return;
   check_keys(*table, {"trouble_page"}, "[auth]");
   auto page = get_string(*table, "trouble_page");
-  if (!page) return;
-  const toml::node& value = *table->get("trouble_page");
-  if (page->empty() || page->front() != '/') {
-    error(value, "'trouble_page' must start with '/'");
-  } else if (page->find_first_of("?# \t\r\n\v\f") != std::string::npos) {
-    error(value, "'trouble_page' must be a plain path, without '?', '#' or whitespace");
-  } else if (auto reason = routes::check_request_path(*page)) {
-    error(value, "'trouble_page' is not an acceptable request path: " + std::string(*reason));
-  } else {
+  if (page && check_plain_path(*table->get("trouble_page"), "trouble_page", *page)) {
     config_.auth.trouble_page = std::move(*page);
+  }
+}
+
+// ---- [metrics], [access_log] ------------------------------------------------------------------
+
+// Read after the listeners: the scrape endpoint must not share a public listener's socket.
+void Loader::load_metrics(const toml::node& node) {
+  const auto* table = require_table(node, "metrics");
+  if (table == nullptr) return;
+  check_keys(*table, {"address", "path"}, "[metrics]");
+  auto& metrics = config_.metrics;
+  metrics.enabled = true;
+  const toml::node* address_node = table->get("address");
+  const auto text = address_node != nullptr ? get_string(*table, "address")
+                                            : std::optional<std::string>("127.0.0.1:9091");
+  if (text) {
+    auto parsed = parse_socket_address(*text);
+    if (!parsed) {
+      error(*address_node, parsed.error);
+    } else {
+      const SourceLocation where =
+          at(address_node != nullptr ? address_node->source() : table->source());
+      for (const auto& listener : config_.listeners) {
+        if (listener.address.text == parsed.value->text ||
+            same_endpoint(listener.address, *parsed.value)) {
+          error(where, "the metrics endpoint must not share a listener's address");
+          break;
+        }
+      }
+      metrics.address = std::move(*parsed.value);
+    }
+  }
+  if (auto path = get_string(*table, "path")) {
+    if (check_plain_path(*table->get("path"), "path", *path)) metrics.path = std::move(*path);
+  }
+}
+
+void Loader::load_access_log(const toml::node& node) {
+  const auto* table = require_table(node, "access_log");
+  if (table == nullptr) return;
+  check_keys(*table, {"path", "format", "queue_lines"}, "[access_log]");
+  auto& log = config_.access_log;
+  log.enabled = true;
+  if (require(*table, "path", "[access_log]")) {
+    if (auto path = get_string(*table, "path")) {
+      const toml::node& value = *table->get("path");
+      if (path->empty()) {
+        error(value, "'path' must not be empty");
+      } else {
+        if (options_.check_files && *path != "-") {
+          if (auto reason = unwritable_log_reason(*path)) {
+            error(value, "cannot write access log " + quoted(*path) + ": " + *reason);
+          }
+        }
+        log.path = std::move(*path);
+      }
+    }
+  }
+  if (auto format = get_enum<AccessLogFormat>(
+          *table, "format",
+          {{"cmsweb", AccessLogFormat::cmsweb}, {"json", AccessLogFormat::json}})) {
+    log.format = *format;
+  }
+  if (auto v = get_int(*table, "queue_lines", 16, 10'000'000)) {
+    log.queue_lines = static_cast<std::size_t>(*v);
   }
 }
 
@@ -812,7 +933,10 @@ void Loader::build_route_table(std::vector<routes::RouteRule> rules,
 }
 
 ConfigLoadResult Loader::run(const toml::table& root) {
-  check_keys(root, {"server", "listener", "tls", "limits", "backend", "auth", "route"}, "");
+  check_keys(
+      root,
+      {"server", "listener", "tls", "limits", "backend", "auth", "metrics", "access_log", "route"},
+      "");
   // Referenced sections first: listeners name tls profiles, routes name backends (and a route
   // needing an identity needs a profile that asks for client certificates).
   if (const auto* node = root.get("tls")) load_tls(*node);
@@ -821,6 +945,8 @@ ConfigLoadResult Loader::run(const toml::table& root) {
   if (const auto* node = root.get("limits")) load_limits(*node);
   if (const auto* node = root.get("auth")) load_auth(*node);
   load_listeners(root.get("listener"));
+  if (const auto* node = root.get("metrics")) load_metrics(*node);
+  if (const auto* node = root.get("access_log")) load_access_log(*node);
   load_routes(root.get("route"));
 
   if (config_.server.workers == 0) {

@@ -145,6 +145,23 @@ struct BackendSettings {
 // silently publish a protected service.
 using AuthPolicy = auth::Policy;
 
+// [metrics]: the Prometheus scrape endpoint. Absent section: no endpoint.
+struct MetricsSettings {
+  bool enabled = false;      // the section is present
+  SocketAddress address;     // default 127.0.0.1:9091 (set by the loader when enabled)
+  std::string path = "/metrics";
+};
+
+enum class AccessLogFormat : std::uint8_t { cmsweb, json };
+
+// [access_log]: one line per request, written by a dedicated thread. Absent section: none.
+struct AccessLogSettings {
+  bool enabled = false;
+  std::string path;  // "-" = standard output; reopened on SIGUSR1 (logrotate)
+  AccessLogFormat format = AccessLogFormat::cmsweb;
+  std::size_t queue_lines = 8192;  // per worker; a full queue drops lines (counted), never waits
+};
+
 struct AuthSettings {
   std::string trouble_page = "/auth/trouble";  // always answered locally with 200
 };
@@ -157,6 +174,8 @@ struct Config {
   Limits limits;
   std::vector<BackendSettings> backends;
   AuthSettings auth;
+  MetricsSettings metrics;
+  AccessLogSettings access_log;
   routes::RouteTable routes;  // RouteRule::backend_index indexes `backends`
 };
 

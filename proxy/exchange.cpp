@@ -7,6 +7,7 @@
 #include "auth/header_rules.h"
 #include "proxy/backend_pool.h"
 #include "proxy/log.h"
+#include "proxy/observability.h"
 #include "proxy/response_writer.h"
 #include "proxy/timeval.h"
 #include "proxy/worker.h"
@@ -50,6 +51,11 @@ Exchange::~Exchange() { abort(); }
 
 void Exchange::start(std::size_t backend, const std::string& forwarded_target) {
   pool_ = &client_.worker().pool(backend);
+  backend_index_ = backend;
+  stats_ = ExchangeStats{};
+  waiting_since_ = std::chrono::steady_clock::now();
+  connected_ = false;
+  recorded_ = false;
   backend_ = &pool_->settings();
   forwarded_target_.assign(forwarded_target);
   const http1::RequestHead& request = client_.request();
@@ -76,6 +82,13 @@ void Exchange::start(std::size_t backend, const std::string& forwarded_target) {
 }
 
 void Exchange::on_backend_ready(BackendConnection& connection) {
+  const auto now = std::chrono::steady_clock::now();
+  stats_.queue_us += static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(now - waiting_since_).count());
+  if (!connected_) {
+    connected_ = true;
+    connected_at_ = now;
+  }
   connection_ = &connection;
   state_ = State::forwarding;
   bufferevent* bev = connection.bev();
@@ -318,6 +331,8 @@ void Exchange::backend_closed(short events) {
     LOG_DEBUG("conn %" PRIu64 ": pooled connection to %s was closed, retrying", client_.id(),
               backend_->name.c_str());
     retried_ = true;
+    stats_.retried = true;
+    waiting_since_ = std::chrono::steady_clock::now();
     backend_eof_ = false;
     release_backend(false);
     state_ = State::waiting_backend;
@@ -383,6 +398,7 @@ void Exchange::finish() {
   release_backend(backend_reusable);
   evtimer_del(timer_.get());
   state_ = State::idle;
+  record_backend(true, Failure::none);
   client_.end_response();
 }
 
@@ -392,6 +408,7 @@ void Exchange::fail(Failure failure) {
   if (state_ == State::waiting_backend && pool_ != nullptr) pool_->cancel(*this);
   release_backend(false);
   state_ = State::idle;
+  record_backend(false, failure);
   if (response_head_sent_) {
     // Part of the response is out: the only honest signal left is to cut it short.
     client_.abort_response();
@@ -406,6 +423,24 @@ void Exchange::abort() {
   if (state_ == State::waiting_backend && pool_ != nullptr) pool_->cancel(*this);
   release_backend(false);
   state_ = State::idle;
+  record_backend(false, Failure::none);
+}
+
+void Exchange::record_backend(bool answered, Failure failure) {
+  if (recorded_) return;
+  recorded_ = true;
+  const auto now = std::chrono::steady_clock::now();
+  if (!connected_) {  // never got a connection: all of it was waiting
+    stats_.queue_us += static_cast<std::uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(now - waiting_since_).count());
+  }
+  const auto response = connected_ ? now - connected_at_ : std::chrono::steady_clock::duration{};
+  stats_.backend_us = static_cast<std::uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(response).count());
+  stats_.failure = failure;
+  client_.worker().runtime().observability->backend_exchange(
+      client_.worker().index(), backend_index_, std::chrono::microseconds(stats_.queue_us),
+      response, answered, failure, stats_.retried);
 }
 
 }  // namespace proxy

@@ -11,6 +11,7 @@
 // belongs to the worker's pool; the exchange gives it back (reusable or not) before it ends.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -28,6 +29,14 @@ namespace proxy {
 
 class BackendPool;
 
+// What the last request's trip to its backend cost, for the request record.
+struct ExchangeStats {
+  std::uint64_t queue_us = 0;    // waiting for a backend connection (all attempts)
+  std::uint64_t backend_us = 0;  // from the connection to the end of the response
+  Failure failure = Failure::none;
+  bool retried = false;
+};
+
 class Exchange final : public PoolWaiter {
  public:
   static constexpr std::size_t kHighWater = 256 * 1024;
@@ -40,6 +49,7 @@ class Exchange final : public PoolWaiter {
   // `forwarded_target` (the rewritten path?query) as its request-target.
   void start(std::size_t backend, const std::string& forwarded_target);
   bool active() const { return state_ != State::idle; }
+  const ExchangeStats& stats() const { return stats_; }
 
   void on_client_readable();  // request body bytes arrived
   void on_client_writable();  // the client side drained below kLowWater
@@ -70,6 +80,8 @@ class Exchange final : public PoolWaiter {
   void release_backend(bool reusable);
   void arm_timer(Duration duration);
   bool may_retry() const;
+  // The exchange with the backend is over (answered, failed, or abandoned): count it once.
+  void record_backend(bool answered, Failure failure);
 
   Downstream& client_;
   State state_ = State::idle;
@@ -91,6 +103,13 @@ class Exchange final : public PoolWaiter {
   bool retried_ = false;
   bool backend_eof_ = false;  // the backend closed; its input may still hold bytes
   bool backend_timed_out_ = false;
+
+  std::size_t backend_index_ = 0;
+  ExchangeStats stats_;
+  std::chrono::steady_clock::time_point waiting_since_;
+  std::chrono::steady_clock::time_point connected_at_;
+  bool connected_ = false;
+  bool recorded_ = true;
 };
 
 }  // namespace proxy

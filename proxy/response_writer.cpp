@@ -43,9 +43,9 @@ void append_header_line(std::string& out, std::string_view name, std::string_vie
   out.append("\r\n");
 }
 
-void write_local_response(evbuffer* out, std::string& scratch, int status,
-                          std::string_view extra_headers, std::string_view message, bool keep_alive,
-                          bool head_only) {
+std::size_t write_local_response(evbuffer* out, std::string& scratch, int status,
+                                 std::string_view extra_headers, std::string_view message,
+                                 bool keep_alive, bool head_only) {
   const std::string_view reason = status_reason(status);
   std::string body;
   if (!message.empty()) {
@@ -61,14 +61,14 @@ void write_local_response(evbuffer* out, std::string& scratch, int status,
     append_escaped(body, message);
     body.append("</p></body></html>\n");
   }
-  write_local_body(out, scratch, status, extra_headers,
-                   body.empty() ? std::string_view() : "text/html; charset=utf-8", body, keep_alive,
-                   head_only);
+  return write_local_body(out, scratch, status, extra_headers,
+                          body.empty() ? std::string_view() : "text/html; charset=utf-8", body,
+                          keep_alive, head_only);
 }
 
-void write_local_body(evbuffer* out, std::string& scratch, int status,
-                      std::string_view extra_headers, std::string_view content_type,
-                      std::string_view body, bool keep_alive, bool head_only) {
+std::size_t write_local_body(evbuffer* out, std::string& scratch, int status,
+                             std::string_view extra_headers, std::string_view content_type,
+                             std::string_view body, bool keep_alive, bool head_only) {
   scratch.clear();
   append_status_line(scratch, status, status_reason(status));
   scratch.append(extra_headers);
@@ -80,6 +80,7 @@ void write_local_body(evbuffer* out, std::string& scratch, int status,
   scratch.append("\r\n");
   if (!head_only) scratch.append(body);
   evbuffer_add(out, scratch.data(), scratch.size());
+  return head_only ? 0 : body.size();
 }
 
 }  // namespace proxy

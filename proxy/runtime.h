@@ -11,6 +11,7 @@
 
 #include "proxy/config.h"
 #include "proxy/connection_quota.h"
+#include "proxy/observability.h"
 #include "proxy/tls_profile.h"
 
 namespace proxy {
@@ -18,6 +19,8 @@ namespace proxy {
 struct ListenerRuntime {
   const ListenerSettings* settings = nullptr;
   const TlsProfileRuntime* tls = nullptr;  // null for plain HTTP
+  std::size_t tls_index = 0;               // tls's index in Runtime::tls_profiles
+  unsigned port = 0;                       // the port it listens on
   // redirect_to_https listeners: the port of the first TLS listener, 0 when it is 443 (the
   // redirect then names no port).
   unsigned https_port = 0;
@@ -35,6 +38,7 @@ struct Runtime {
   std::vector<ListenerRuntime> listeners;                 // parallel to config->listeners
   std::vector<std::unique_ptr<BackendRuntime>> backends;  // parallel to config->backends
   std::atomic<std::size_t> client_connections{0};
+  std::unique_ptr<Observability> observability;  // metrics and access log; never null
 };
 
 }  // namespace proxy

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <thread>
 
+#include "metrics/exporter.h"
 #include "proxy/libevent_ptr.h"
 #include "proxy/log.h"
 #include "proxy/timeval.h"
@@ -45,6 +46,14 @@ int open_listening_socket(const SocketAddress& address, std::string& error) {
   return fd;
 }
 
+unsigned port_of(const SocketAddress& address) {
+  const auto& storage = address.storage;
+  const in_port_t port = storage.ss_family == AF_INET6
+                             ? reinterpret_cast<const sockaddr_in6&>(storage).sin6_port
+                             : reinterpret_cast<const sockaddr_in&>(storage).sin_port;
+  return ntohs(port);
+}
+
 // The signal handling of the main thread: set by libevent's signal events.
 struct Shutdown {
   std::mutex mutex;
@@ -62,27 +71,24 @@ std::variant<std::unique_ptr<Server>, std::vector<std::string>> Server::create(
   runtime.workers = config->server.workers == 0 ? 1 : config->server.workers;
 
   std::vector<std::string> errors;
-  std::map<std::string, const TlsProfileRuntime*> contexts;
+  std::map<std::string, std::size_t> contexts;  // profile name -> index in tls_profiles
   for (const auto& [name, profile] : config->tls) {
     auto created = TlsProfileRuntime::create(profile);
     if (auto* messages = std::get_if<std::vector<std::string>>(&created)) {
       errors.insert(errors.end(), messages->begin(), messages->end());
       continue;
     }
+    contexts[name] = runtime.tls_profiles.size();
     runtime.tls_profiles.push_back(
         std::move(std::get<std::unique_ptr<TlsProfileRuntime>>(created)));
-    contexts[name] = runtime.tls_profiles.back().get();
   }
   if (!errors.empty()) return errors;
 
   unsigned https_port = 0;
   for (const ListenerSettings& listener : config->listeners) {
     if (!listener.tls.empty()) {
-      const auto& storage = listener.address.storage;
-      const in_port_t port = storage.ss_family == AF_INET6
-                                 ? reinterpret_cast<const sockaddr_in6&>(storage).sin6_port
-                                 : reinterpret_cast<const sockaddr_in&>(storage).sin_port;
-      https_port = ntohs(port) == 443 ? 0 : ntohs(port);
+      const unsigned port = port_of(listener.address);
+      https_port = port == 443 ? 0 : port;
       break;
     }
   }
@@ -90,9 +96,32 @@ std::variant<std::unique_ptr<Server>, std::vector<std::string>> Server::create(
     ListenerRuntime entry;
     entry.https_port = https_port;
     entry.settings = &listener;
-    if (!listener.tls.empty()) entry.tls = contexts.at(listener.tls);
+    if (!listener.tls.empty()) {
+      entry.tls_index = contexts.at(listener.tls);
+      entry.tls = runtime.tls_profiles[entry.tls_index].get();
+    }
+    entry.port = port_of(listener.address);
     runtime.listeners.push_back(entry);
   }
+  std::unique_ptr<AccessLog> access_log;
+  if (config->access_log.enabled) {
+    std::vector<std::string> route_names;
+    for (std::size_t i = 0; i < config->routes.size(); ++i) {
+      route_names.push_back(config->routes.rule(i).name);
+    }
+    std::vector<std::string> backend_names;
+    for (const BackendSettings& backend : config->backends) backend_names.push_back(backend.name);
+    auto opened = AccessLog::open(config->access_log.path, config->access_log.format,
+                                  runtime.workers, config->access_log.queue_lines,
+                                  std::move(route_names), std::move(backend_names));
+    if (auto* message = std::get_if<std::string>(&opened))
+      return std::vector<std::string>{*message};
+    access_log = std::move(std::get<std::unique_ptr<AccessLog>>(opened));
+    access_log->set_error_handler(
+        [](const std::string& message) { LOG_ERROR("access log: %s", message.c_str()); });
+  }
+  runtime.observability =
+      std::make_unique<Observability>(*config, runtime.workers, std::move(access_log));
   for (const BackendSettings& backend : config->backends) {
     auto entry = std::make_unique<BackendRuntime>();
     for (std::size_t server_index = 0; server_index < backend.servers.size(); ++server_index) {
@@ -145,6 +174,24 @@ bool Server::drop_privileges() {
 int Server::run() {
   std::vector<std::vector<int>> fds;
   if (!bind_listeners(fds)) return 71;  // EX_OSERR
+  // The metrics endpoint: its own threads (prometheus-cpp's civetweb), its own address, never
+  // a public listener's.
+  std::unique_ptr<metrics::Exporter> exporter;
+  if (runtime_.config->metrics.enabled) {
+    const Runtime& runtime = runtime_;
+    auto started = metrics::Exporter::start(
+        runtime_.config->metrics.address.text, runtime_.config->metrics.path,
+        [&runtime] { return runtime.observability->collect(runtime); });
+    if (auto* message = std::get_if<std::string>(&started)) {
+      LOG_ERROR("cannot serve metrics on %s: %s", runtime_.config->metrics.address.text.c_str(),
+                message->c_str());
+      for (auto& list : fds) {
+        for (int fd : list) ::close(fd);
+      }
+      return 71;
+    }
+    exporter = std::move(std::get<std::unique_ptr<metrics::Exporter>>(started));
+  }
   if (!drop_privileges()) return 71;
 
   std::vector<std::unique_ptr<Worker>> workers;
@@ -183,10 +230,19 @@ int Server::run() {
   EventPtr sigterm(evsignal_new(base.get(), SIGTERM, on_signal, base.get()));
   EventPtr sigint(evsignal_new(base.get(), SIGINT, on_signal, base.get()));
   EventPtr sighup(evsignal_new(base.get(), SIGHUP, on_hangup, this));
+  // SIGUSR1: reopen the access log (logrotate moved it away).
+  auto on_usr1 = [](evutil_socket_t, short, void* arg) noexcept {
+    if (AccessLog* log = static_cast<Runtime*>(arg)->observability->access_log()) {
+      LOG_INFO("received SIGUSR1: reopening the access log");
+      log->reopen();
+    }
+  };
+  EventPtr sigusr1(evsignal_new(base.get(), SIGUSR1, on_usr1, &runtime_));
   EventPtr file_timer(event_new(base.get(), -1, EV_PERSIST, check_files, this));
   evsignal_add(sigterm.get(), nullptr);
   evsignal_add(sigint.get(), nullptr);
   evsignal_add(sighup.get(), nullptr);
+  evsignal_add(sigusr1.get(), nullptr);
   if (!runtime_.tls_profiles.empty()) {
     const timeval interval = to_timeval(runtime_.config->server.file_check_interval);
     event_add(file_timer.get(), &interval);
@@ -210,7 +266,9 @@ int Server::run() {
 }
 
 void Server::check_tls_files(bool force) {
-  for (const auto& profile : runtime_.tls_profiles) profile->check_files(force);
+  for (std::size_t index = 0; index < runtime_.tls_profiles.size(); ++index) {
+    runtime_.tls_profiles[index]->check_files(force, *runtime_.observability, index);
+  }
 }
 
 }  // namespace proxy

@@ -3,6 +3,7 @@
 #include <chrono>
 
 #include "proxy/log.h"
+#include "proxy/observability.h"
 #include "tls/file_fingerprint.h"
 
 namespace proxy {
@@ -134,17 +135,23 @@ std::vector<std::string> TlsProfileRuntime::certificate_files() const {
   return files;
 }
 
-void TlsProfileRuntime::check_files(bool force) {
-  reload_trust_store(force);
-  reload_ticket_keys(force);
-  reload_context(force);
+void TlsProfileRuntime::check_files(bool force, Observability& observability, std::size_t index) {
+  if (const auto ok = reload_trust_store(force)) {
+    observability.tls_reloaded(index, TlsReloadWhat::trust_store, *ok);
+  }
+  if (const auto ok = reload_ticket_keys(force)) {
+    observability.tls_reloaded(index, TlsReloadWhat::ticket_keys, *ok);
+  }
+  if (const auto ok = reload_context(force)) {
+    observability.tls_reloaded(index, TlsReloadWhat::certificates, *ok);
+  }
 }
 
-void TlsProfileRuntime::reload_trust_store(bool force) {
-  if (!trust_) return;
+std::optional<bool> TlsProfileRuntime::reload_trust_store(bool force) {
+  if (!trust_) return std::nullopt;
   const auto fingerprint =
       tls::fingerprint_directory(profile_.ca_dir, tls::TrustStore::is_store_file);
-  if (!force && fingerprint == ca_dir_fingerprint_) return;
+  if (!force && fingerprint == ca_dir_fingerprint_) return std::nullopt;
   // Remember the state we tried, successful or not, so a broken directory is reported once
   // per change rather than every interval.
   ca_dir_fingerprint_ = fingerprint;
@@ -157,41 +164,44 @@ void TlsProfileRuntime::reload_trust_store(bool force) {
         "trust store",
         profile_.name.c_str(), profile_.ca_dir.c_str(), store->problems().empty() ? "" : ": ",
         store->problems().empty() ? "" : store->problems().front().c_str());
-    return;
+    return false;
   }
   ++trust_generation_;
   log_trust_store(profile_.name, *store, "reloaded");
   trust_->publish(std::move(store));
+  return true;
 }
 
-void TlsProfileRuntime::reload_ticket_keys(bool force) {
-  if (profile_.session_ticket_keys.empty()) return;
+std::optional<bool> TlsProfileRuntime::reload_ticket_keys(bool force) {
+  if (profile_.session_ticket_keys.empty()) return std::nullopt;
   const std::uint64_t fingerprint = tls::fingerprint_files({profile_.session_ticket_keys});
-  if (!force && fingerprint == ticket_keys_fingerprint_) return;
+  if (!force && fingerprint == ticket_keys_fingerprint_) return std::nullopt;
   ticket_keys_fingerprint_ = fingerprint;
   auto loaded = tls::TicketKeys::load(profile_.session_ticket_keys);
   if (auto* message = std::get_if<std::string>(&loaded)) {
     LOG_ERROR("tls.%s: %s; keeping the previous session ticket keys", profile_.name.c_str(),
               message->c_str());
-    return;
+    return false;
   }
   auto keys = std::get<std::shared_ptr<const tls::TicketKeys>>(std::move(loaded));
   LOG_INFO("tls.%s: session ticket keys reloaded (%zu keys)", profile_.name.c_str(), keys->size());
   ticket_keys_->publish(std::move(keys));
+  return true;
 }
 
-void TlsProfileRuntime::reload_context(bool force) {
+std::optional<bool> TlsProfileRuntime::reload_context(bool force) {
   const std::uint64_t fingerprint = tls::fingerprint_files(certificate_files());
-  if (!force && fingerprint == certificates_fingerprint_) return;
+  if (!force && fingerprint == certificates_fingerprint_) return std::nullopt;
   certificates_fingerprint_ = fingerprint;
   auto context = tls::ServerContext::create(context_settings());
   if (auto* message = std::get_if<std::string>(&context)) {
     LOG_ERROR("tls.%s: %s; keeping the previous certificates", profile_.name.c_str(),
               message->c_str());
-    return;
+    return false;
   }
   LOG_INFO("tls.%s: server certificates reloaded", profile_.name.c_str());
   context_->publish(std::get<std::shared_ptr<const tls::ServerContext>>(std::move(context)));
+  return true;
 }
 
 }  // namespace proxy

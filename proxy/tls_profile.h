@@ -23,6 +23,8 @@
 
 namespace proxy {
 
+class Observability;
+
 class TlsProfileRuntime {
  public:
   // Loads everything now; errors (file:line:column: message) make the start fail.
@@ -38,16 +40,17 @@ class TlsProfileRuntime {
 
   // Main thread: reloads whatever changed on disk (everything when `force`), logging each
   // reload and each problem.
-  void check_files(bool force);
+  void check_files(bool force, Observability& observability, std::size_t index);
 
   explicit TlsProfileRuntime(const TlsProfile& profile) : profile_(profile) {}
 
  private:
   tls::ServerContextSettings context_settings() const;
   std::vector<std::string> certificate_files() const;
-  void reload_trust_store(bool force);
-  void reload_ticket_keys(bool force);
-  void reload_context(bool force);
+  // Each returns nullopt when nothing changed, else whether the reload worked.
+  std::optional<bool> reload_trust_store(bool force);
+  std::optional<bool> reload_ticket_keys(bool force);
+  std::optional<bool> reload_context(bool force);
 
   const TlsProfile& profile_;
   std::shared_ptr<tls::Published<tls::TrustStore>> trust_;

@@ -96,10 +96,14 @@ void Worker::accept_connection(std::size_t listener_index, evutil_socket_t fd,
   ClientConnection& ref = *connection;
   connections_.push_front(std::move(connection));
   ref.position_ = connections_.begin();
+  runtime_.observability->connection_opened(
+      index_, ref.is_tls() ? ConnectionProtocol::https : ConnectionProtocol::http);
   ref.start();
 }
 
 void Worker::connection_closed(ClientConnection& connection) {
+  runtime_.observability->connection_closed(
+      index_, connection.is_tls() ? ConnectionProtocol::https : ConnectionProtocol::http);
   auto owned = std::move(*connection.position_);
   connections_.erase(connection.position_);
   runtime_.client_connections.fetch_sub(1, std::memory_order_relaxed);

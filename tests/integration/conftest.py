@@ -78,9 +78,9 @@ class Launcher:
         return backend
 
     def cmsfront(self, listeners, backends, routes, limits=None, server=None, name="cmsfront",
-                 tls=None, auth=None, server_cert=None):
+                 tls=None, auth=None, server_cert=None, metrics=None, access_log=None):
         text = harness.render_config(self.pki, listeners, backends, routes, limits, server, tls,
-                                     auth, server_cert)
+                                     auth, server_cert, metrics=metrics, access_log=access_log)
         try:
             front = harness.Cmsfront(self.workdir, text, name, listeners)
         except RuntimeError as e:

@@ -190,10 +190,13 @@ class Listener:
 
 
 def render_config(pki, listeners, backends, routes, limits=None, server=None, tls=None,
-                  auth=None, server_cert=None):
+                  auth=None, server_cert=None, metrics=None, access_log=None):
     """TOML text. backends: {name: {"servers": [...], ...}}; routes: list of dicts.
     tls: extra keys of [tls.main] (e.g. client_certificates, ca_dir); auth: the [auth] table;
-    server_cert: (certificate, key) paths instead of the PKI's server.pem/server.key."""
+    server_cert: (certificate, key) paths instead of the PKI's server.pem/server.key;
+    metrics: the [metrics] table ({} serves the defaults, 127.0.0.1:9091 /metrics);
+    access_log: the [access_log] table (e.g. {"path": str(log), "format": "json"}).
+    None leaves a section out."""
     parts = [_toml_table("[server]", {"workers": 2, "max_connections": 5000,
                                       "shutdown_timeout": "10s"} | (server or {}))]
     for listener in listeners:
@@ -209,6 +212,10 @@ def render_config(pki, listeners, backends, routes, limits=None, server=None, tl
         "protocols": ["TLSv1.2", "TLSv1.3"], "alpn": ["http/1.1"]} | (tls or {})))
     if auth:
         parts.append(_toml_table("[auth]", auth))
+    if metrics is not None:
+        parts.append(_toml_table("[metrics]", metrics))
+    if access_log is not None:
+        parts.append(_toml_table("[access_log]", access_log))
     if limits:
         parts.append(_toml_table("[limits]", limits))
     for name, values in backends.items():

@@ -14,6 +14,8 @@
 #include <sstream>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "proxy/config_values.h"
@@ -281,6 +283,13 @@ TEST(LoadConfig, MinimalFileGetsEveryDefault) {
   EXPECT_FALSE(rule.rewrite.has_value());
   EXPECT_EQ(rule.backend_index, 0u);
   EXPECT_EQ(rule.auth_policy, static_cast<std::size_t>(AuthPolicy::none));
+  EXPECT_FALSE(config.metrics.enabled);
+  EXPECT_EQ(config.metrics.address.length, 0u);
+  EXPECT_EQ(config.metrics.path, "/metrics");
+  EXPECT_FALSE(config.access_log.enabled);
+  EXPECT_EQ(config.access_log.path, "");
+  EXPECT_EQ(config.access_log.format, AccessLogFormat::cmsweb);
+  EXPECT_EQ(config.access_log.queue_lines, 8192u);
 }
 
 // Writes a configuration and the certificate/key files it names into a fresh directory.
@@ -737,6 +746,198 @@ auth = "none"
   EXPECT_EQ(result.config->auth.trouble_page, "/_cmsfront/trouble-1.html");
 }
 
+// One plain listener (LISTENER, default 127.0.0.1:8080), one backend and one route, after the
+// sections given; the sections' own lines come first so their positions are easy to state.
+std::string with_rest(const std::string& sections, const std::string& listener = "127.0.0.1:8080") {
+  return sections + "[[listener]]\naddress = \"" + listener +
+         "\"\n[backend.app]\nservers = [\"http://127.0.0.1:8246\"]\n"
+         "[[route]]\npath = \"/\"\nbackend = \"app\"\nauth = \"none\"\n";
+}
+
+Strings formatted_errors(const ConfigLoadResult& result) {
+  Strings out;
+  for (const auto& error : result.errors) out.push_back(error.format());
+  return out;
+}
+
+TEST_F(LoadConfigFiles, EmptyMetricsSectionServesTheDefaultEndpoint) {
+  const auto result = load_config(write(with_rest("[metrics]\n")));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  const MetricsSettings& metrics = result.config->metrics;
+  EXPECT_TRUE(metrics.enabled);
+  EXPECT_EQ(metrics.address.text, "127.0.0.1:9091");
+  EXPECT_EQ(metrics.address.storage.ss_family, AF_INET);
+  EXPECT_EQ(metrics.address.length, sizeof(sockaddr_in));
+  EXPECT_EQ(port_of(metrics.address), 9091);
+  EXPECT_EQ(metrics.path, "/metrics");
+  EXPECT_FALSE(result.config->access_log.enabled);
+}
+
+TEST_F(LoadConfigFiles, MetricsAddressAndPathAreSet) {
+  const auto result = load_config(
+      write(with_rest("[metrics]\naddress = \"[::1]:9100\"\npath = \"/_cmsfront/metrics\"\n")));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  const MetricsSettings& metrics = result.config->metrics;
+  EXPECT_TRUE(metrics.enabled);
+  EXPECT_EQ(metrics.address.text, "[::1]:9100");
+  EXPECT_EQ(metrics.address.storage.ss_family, AF_INET6);
+  EXPECT_EQ(port_of(metrics.address), 9100);
+  EXPECT_EQ(metrics.path, "/_cmsfront/metrics");
+}
+
+TEST_F(LoadConfigFiles, MetricsValuesAreChecked) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"address = \"127.0.0.1\"",
+       "2:11: invalid address '127.0.0.1': expected IPv4:port or [IPv6]:port"},
+      {"address = \"::1:9091\"",
+       "2:11: invalid address '::1:9091': write IPv6 addresses in brackets, e.g. [::]:443"},
+      {"address = \"127.0.0.1:0\"",
+       "2:11: invalid address '127.0.0.1:0': port must be a number from 1 to 65535"},
+      {"address = 9091", "2:11: 'address' must be a string"},
+      {"path = \"\"", "2:8: 'path' must start with '/'"},
+      {"path = \"metrics\"", "2:8: 'path' must start with '/'"},
+      {"path = \"/metrics?x=1\"",
+       "2:8: 'path' must be a plain path, without '?', '#' or whitespace"},
+      {"path = \"/metrics#top\"",
+       "2:8: 'path' must be a plain path, without '?', '#' or whitespace"},
+      {"path = \"/my metrics\"",
+       "2:8: 'path' must be a plain path, without '?', '#' or whitespace"},
+      {"path = \"/a/../metrics\"",
+       "2:8: 'path' is not an acceptable request path: dot segment in path"},
+      {"path = true", "2:8: 'path' must be a string"},
+      {"enabled = true", "2:1: unknown key 'enabled' in [metrics]"},
+  };
+  for (const auto& [line, message] : cases) {
+    const std::string path = write(with_rest("[metrics]\n" + line + "\n"));
+    EXPECT_EQ(formatted_errors(load_config(path)), Strings{path + ":" + message}) << line;
+  }
+  const std::string path = write(with_rest("metrics = \"127.0.0.1:9091\"\n"));
+  EXPECT_EQ(formatted_errors(load_config(path)),
+            Strings{path + ":1:11: 'metrics' must be a table"});
+}
+
+// The same socket as a listener, however written, and a wildcard listener on the metrics port
+// (or metrics on a wildcard address at a listener's port) are refused; the message points at
+// the metrics address, or at [metrics] when the default address is the one taken.
+TEST_F(LoadConfigFiles, MetricsMustNotShareAListenerAddress) {
+  const std::string message = "the metrics endpoint must not share a listener's address";
+  const std::vector<std::tuple<std::string, std::string, std::string>> refused = {
+      {"127.0.0.1:8080", "address = \"127.0.0.1:8080\"", "2:11"},
+      {"[::1]:8443", "address = \"[0::0:1]:8443\"", "2:11"},
+      {"0.0.0.0:443", "address = \"127.0.0.1:443\"", "2:11"},
+      {"127.0.0.1:443", "address = \"0.0.0.0:443\"", "2:11"},
+      {"[::]:443", "address = \"127.0.0.1:443\"", "2:11"},
+      {"127.0.0.1:443", "address = \"[::]:443\"", "2:11"},
+      {"127.0.0.1:9091", "path = \"/m\"", "1:1"},
+  };
+  for (const auto& [listener, line, where] : refused) {
+    const std::string path = write(with_rest("[metrics]\n" + line + "\n", listener));
+    EXPECT_EQ(formatted_errors(load_config(path)), Strings{path + ":" + where + ": " + message})
+        << listener << " / " << line;
+  }
+  const std::vector<std::pair<std::string, std::string>> accepted = {
+      {"127.0.0.1:8080", "address = \"127.0.0.1:8081\""},
+      {"127.0.0.2:9091", "path = \"/m\""},
+      {"0.0.0.0:9091", "address = \"[::1]:9091\""},
+      {"[::1]:9091", "address = \"127.0.0.1:9091\""},
+  };
+  for (const auto& [listener, line] : accepted) {
+    const auto result = load_config(write(with_rest("[metrics]\n" + line + "\n", listener)));
+    EXPECT_TRUE(result.errors.empty())
+        << listener << " / " << line << ": " << result.errors.front().format();
+  }
+}
+
+TEST_F(LoadConfigFiles, AccessLogDefaultsAndExplicitValues) {
+  auto result = load_config(write(with_rest("[access_log]\npath = \"-\"\n")));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  EXPECT_TRUE(result.config->access_log.enabled);
+  EXPECT_EQ(result.config->access_log.path, "-");
+  EXPECT_EQ(result.config->access_log.format, AccessLogFormat::cmsweb);
+  EXPECT_EQ(result.config->access_log.queue_lines, 8192u);
+  EXPECT_FALSE(result.config->metrics.enabled);
+
+  for (const std::size_t lines : {16u, 10'000'000u}) {
+    result =
+        load_config(write(with_rest("[access_log]\npath = \"DIR/logs/access.log\"\n"
+                                    "format = \"json\"\nqueue_lines = " +
+                                    std::to_string(lines) + "\n")));
+    // The directory is checked now; the file itself is not created until cmsfront opens it.
+    ASSERT_EQ(result.errors.size(), 1u) << lines;
+    std::filesystem::create_directory(dir_ / "logs");
+    result = load_config((dir_ / "cmsfront.toml").string());
+    ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+    const AccessLogSettings& log = result.config->access_log;
+    EXPECT_TRUE(log.enabled);
+    EXPECT_EQ(log.path, (dir_ / "logs" / "access.log").string());
+    EXPECT_EQ(log.format, AccessLogFormat::json);
+    EXPECT_EQ(log.queue_lines, lines);
+    EXPECT_FALSE(std::filesystem::exists(dir_ / "logs" / "access.log"));
+    std::filesystem::remove(dir_ / "logs");
+  }
+
+  // An existing, writable log file is fine.
+  std::ofstream(dir_ / "access.log") << "an earlier line\n";
+  result = load_config(write(with_rest("[access_log]\npath = \"DIR/access.log\"\n")));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  EXPECT_EQ(result.config->access_log.path, (dir_ / "access.log").string());
+}
+
+TEST_F(LoadConfigFiles, AccessLogValuesAreChecked) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"path = \"\"", "2:8: 'path' must not be empty"},
+      {"path = 1", "2:8: 'path' must be a string"},
+      {"path = \"-\"\nformat = \"apache\"",
+       "3:10: 'format' must be one of cmsweb, json (got 'apache')"},
+      {"path = \"-\"\nformat = 2", "3:10: 'format' must be a string"},
+      {"path = \"-\"\nqueue_lines = 15", "3:15: 'queue_lines' must be at least 16"},
+      {"path = \"-\"\nqueue_lines = 10000001", "3:15: 'queue_lines' must be at most 10000000"},
+      {"path = \"-\"\nqueue_lines = \"64KiB\"", "3:15: 'queue_lines' must be an integer"},
+      {"path = \"-\"\nformat = \"json\"\nlevel = \"info\"",
+       "4:1: unknown key 'level' in [access_log]"},
+      {"format = \"json\"", "1:1: missing required key 'path' in [access_log]"},
+  };
+  for (const auto& [lines, message] : cases) {
+    const std::string path = write(with_rest("[access_log]\n" + lines + "\n"));
+    EXPECT_EQ(formatted_errors(load_config(path)), Strings{path + ":" + message}) << lines;
+  }
+  const std::string path = write(with_rest("access_log = \"-\"\n"));
+  EXPECT_EQ(formatted_errors(load_config(path)),
+            Strings{path + ":1:14: 'access_log' must be a table"});
+}
+
+// With check_files the log's directory must exist and be writable now (cmsfront opens the file
+// after binding, and reopens it on SIGUSR1); without, only the syntax is checked.
+TEST_F(LoadConfigFiles, AccessLogDirectoryMustBeWritable) {
+  std::vector<std::pair<std::string, std::string>> cases = {
+      {"DIR/missing/access.log", "No such file or directory"},
+      {"DIR/cert.pem/access.log", "Not a directory"},
+      {"DIR", "Is a directory"},
+  };
+  if (::geteuid() != 0) {
+    // root writes anywhere, so these only fail for other users.
+    std::filesystem::create_directory(dir_ / "read-only");
+    std::filesystem::permissions(dir_ / "read-only", std::filesystem::perms::owner_read |
+                                                         std::filesystem::perms::owner_exec);
+    std::ofstream(dir_ / "old.log") << "not writable\n";
+    std::filesystem::permissions(dir_ / "old.log", std::filesystem::perms::owner_read);
+    cases.emplace_back("DIR/read-only/access.log", "Permission denied");
+    cases.emplace_back("DIR/old.log", "Permission denied");
+  }
+  for (const auto& [name, reason] : cases) {
+    const std::string path = write(with_rest("[access_log]\npath = \"" + name + "\"\n"));
+    std::string expanded = name;
+    expanded.replace(0, 3, dir_.string());
+    EXPECT_EQ(formatted_errors(load_config(path)),
+              Strings{path + ":2:8: cannot write access log '" + expanded + "': " + reason})
+        << name;
+    EXPECT_TRUE(load_config(path, {.check_files = false}).errors.empty()) << name;
+  }
+  if (::geteuid() != 0) {
+    std::filesystem::permissions(dir_ / "read-only", std::filesystem::perms::owner_all);
+  }
+}
+
 // ---- the shipped example ---------------------------------------------------------------------
 
 const std::string kExample = std::string(CMSFRONT_SOURCE_DIR) + "/etc/cmsfront.toml";
@@ -776,6 +977,15 @@ TEST(ExampleConfiguration, LoadsWhenFilesAndHostsAreNotChecked) {
   EXPECT_EQ(config.auth.trouble_page, "/auth/trouble");
   EXPECT_EQ(config.routes.rule(0).auth_policy, static_cast<std::size_t>(AuthPolicy::cert));
   EXPECT_EQ(couchdb.auth_policy, static_cast<std::size_t>(AuthPolicy::cert_limited_proxy));
+
+  EXPECT_TRUE(config.metrics.enabled);
+  EXPECT_EQ(config.metrics.address.text, "127.0.0.1:9091");
+  EXPECT_EQ(port_of(config.metrics.address), 9091);
+  EXPECT_EQ(config.metrics.path, "/metrics");
+  EXPECT_TRUE(config.access_log.enabled);
+  EXPECT_EQ(config.access_log.path, "/var/log/cmsfront/access.log");
+  EXPECT_EQ(config.access_log.format, AccessLogFormat::cmsweb);
+  EXPECT_EQ(config.access_log.queue_lines, 8192u);
 }
 
 // Where `needle` starts in `file`, as "line:column" (1-based), or "" when absent.
@@ -828,7 +1038,7 @@ TEST(LoadConfigErrors, UnknownKey) {
   EXPECT_EQ(load_errors("unknown_key.toml"),
             (Strings{
                 "unknown_key.toml:2:1: unknown key 'worker' in [server]",
-                "unknown_key.toml:4:2: unknown key 'metrics' at the top level",
+                "unknown_key.toml:4:2: unknown key 'metric' at the top level",
                 "unknown_key.toml:12:1: unknown key 'timeout' in [backend.app]",
                 "unknown_key.toml:15:1: unknown key 'paht' in [[route]]",
             }));
@@ -1068,6 +1278,43 @@ TEST(LoadConfigErrors, BadAuthSection) {
             (Strings{
                 "bad_auth_section.toml:2:16: 'trouble_page' must start with '/'",
                 "bad_auth_section.toml:3:1: unknown key 'login_page' in [auth]",
+            }));
+}
+
+TEST(LoadConfigErrors, BadMetricsSection) {
+  EXPECT_EQ(load_errors("bad_metrics_section.toml"),
+            (Strings{
+                "bad_metrics_section.toml:2:11: invalid address 'localhost:9091': 'localhost' is "
+                "not a numeric IP address (listeners take no host names)",
+                "bad_metrics_section.toml:3:8: 'path' must start with '/'",
+                "bad_metrics_section.toml:4:1: unknown key 'port' in [metrics]",
+            }));
+}
+
+// Same address and port as a listener, written differently: metrics are never served on a
+// public listener.
+TEST(LoadConfigErrors, MetricsOnAListenerAddress) {
+  EXPECT_EQ(load_errors("metrics_on_listener.toml"),
+            (Strings{
+                "metrics_on_listener.toml:9:11: the metrics endpoint must not share a "
+                "listener's address",
+                "metrics_on_listener.toml:10:8: 'path' must be a plain path, without '?', '#' or "
+                "whitespace",
+            }));
+}
+
+TEST(LoadConfigErrors, BadAccessLogSection) {
+  EXPECT_EQ(load_errors("bad_access_log_section.toml"),
+            (Strings{
+                "bad_access_log_section.toml:3:10: 'format' must be one of cmsweb, json (got "
+                "'xml')",
+                "bad_access_log_section.toml:4:15: 'queue_lines' must be at least 16",
+                "bad_access_log_section.toml:5:1: unknown key 'rotate' in [access_log]",
+            }));
+  EXPECT_EQ(load_errors("access_log_without_path.toml"),
+            (Strings{
+                "access_log_without_path.toml:4:1: missing required key 'path' in [access_log]",
+                "access_log_without_path.toml:6:15: 'queue_lines' must be at most 10000000",
             }));
 }
 
