@@ -2,8 +2,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+
 #include <sys/eventfd.h>
 #include <unistd.h>
+#include <chrono>
 
 #include <algorithm>
 #include <cerrno>
@@ -397,6 +399,10 @@ void format_json(const RequestRecord& r, std::string& out,
 
 namespace {
 
+// How long a busy writer lets lines gather before the next batch (the longest a line waits
+// in a ring while the log is busy; an idle writer is woken by the first line).
+constexpr std::chrono::milliseconds kBatchInterval{20};
+
 // The writer hands a batch to write(2) once it holds this much (or the rings are empty).
 constexpr std::size_t kBatchBytes = std::size_t{256} * 1024;
 // A slot that once held a line longer than this gives its memory back when drained, so a few
@@ -506,6 +512,10 @@ void AccessLog::log(std::size_t worker, const RequestRecord& record) noexcept {
   if (writer_sleeping_.load(std::memory_order_seq_cst) &&
       writer_sleeping_.exchange(false, std::memory_order_seq_cst)) {
     wake();
+  } else if (head + 1 - ring.tail.load(std::memory_order_relaxed) == ring.lines.size() / 2) {
+    // A busy writer naps between batches (see run()); a ring half full cuts the nap short.
+    // Only the line that crosses the mark pays for the system call.
+    wake();
   }
 }
 
@@ -538,9 +548,15 @@ void AccessLog::run() {
     // Read before draining: once stop is seen, a drain that finds nothing means nothing is left.
     const bool stop = stopping_.load(std::memory_order_seq_cst);
     if (reopen_requested_.exchange(false, std::memory_order_seq_cst)) reopen_now();
-    drain();
-    if (!batch_.empty()) {
-      write_batch();
+    const std::size_t drained = drain();
+    if (!batch_.empty()) write_batch();
+    if (drained > 0) {
+      if (stop) continue;
+      // Busy: let lines gather for a moment, so that one write() carries many of them and the
+      // workers need not wake us for each (a wake-up per line costs them a system call and
+      // the machine a context switch per request). A half-full ring, a reopen or the stop
+      // ends the nap early.
+      sleep_until_woken(kBatchInterval);
       continue;
     }
     if (stop) return;
@@ -550,7 +566,7 @@ void AccessLog::run() {
       writer_sleeping_.store(false, std::memory_order_seq_cst);
       continue;
     }
-    sleep_until_woken();
+    sleep_until_woken(std::chrono::milliseconds(-1));
     writer_sleeping_.store(false, std::memory_order_seq_cst);
   }
 }
@@ -568,12 +584,15 @@ bool AccessLog::anything_pending() const {
   return false;
 }
 
-void AccessLog::sleep_until_woken() {
+void AccessLog::sleep_until_woken(std::chrono::milliseconds timeout) {
   pollfd p{wake_.get(), POLLIN, 0};
-  while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+  int ready = 0;
+  while ((ready = ::poll(&p, 1, static_cast<int>(timeout.count()))) < 0 && errno == EINTR) {
   }
-  std::uint64_t count;
-  [[maybe_unused]] const auto ignored = ::read(wake_.get(), &count, sizeof count);
+  if (ready > 0) {
+    std::uint64_t count;
+    [[maybe_unused]] const auto ignored = ::read(wake_.get(), &count, sizeof count);
+  }
 }
 
 std::size_t AccessLog::drain() {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -129,10 +130,11 @@ class AccessLog {
   void run();                     // the writer thread's loop
   std::size_t drain();            // moves queued lines into batch_; returns how many
   bool anything_pending() const;  // a ring holds lines, or reopen/stop was asked for
-  void sleep_until_woken();       // blocks on wake_
-  void wake() noexcept;           // writes to wake_
-  void write_batch();             // writes batch_ (batch_lines_ lines) to out_fd_
-  void reopen_now();              // writer thread: swap in a newly opened descriptor
+  void sleep_until_woken(
+      std::chrono::milliseconds timeout);  // -1: no timeout       // blocks on wake_
+  void wake() noexcept;                    // writes to wake_
+  void write_batch();                      // writes batch_ (batch_lines_ lines) to out_fd_
+  void reopen_now();                       // writer thread: swap in a newly opened descriptor
   void report(const std::string& message);
 
   const std::string path_;
