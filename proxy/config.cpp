@@ -386,7 +386,8 @@ void Loader::load_server(const toml::node& node) {
   const auto* table = require_table(node, "server");
   if (table == nullptr) return;
   check_keys(*table,
-             {"workers", "user", "max_connections", "shutdown_timeout", "file_check_interval"},
+             {"workers", "user", "max_connections", "shutdown_timeout", "file_check_interval",
+              "log_format"},
              "[server]");
   auto& server = config_.server;
   if (auto v = get_int(*table, "workers", 0, kUnsignedMax)) server.workers = unsigned(*v);
@@ -395,6 +396,10 @@ void Loader::load_server(const toml::node& node) {
     server.max_connections = static_cast<std::size_t>(*v);
   }
   if (auto v = get_duration(*table, "shutdown_timeout", false)) server.shutdown_timeout = *v;
+  if (auto v = get_enum<LogFormat>(*table, "log_format",
+                                   {{"text", LogFormat::text}, {"json", LogFormat::json}})) {
+    server.log_format = *v;
+  }
   if (auto v = get_duration(*table, "file_check_interval", false)) {
     if (*v < Duration(100)) {
       error(*table->get("file_check_interval"), "'file_check_interval' must be at least 100ms");

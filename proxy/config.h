@@ -38,6 +38,11 @@ struct SocketAddress {
   std::string text;  // as written in the configuration, e.g. "127.0.0.1:8443"
 };
 
+// The error log's lines on stderr: "text" (`cmsfront[level]: message`, with a syslog priority
+// prefix that journald turns into the entry's level when stderr is the journal) or "json"
+// (one object per line: time, level, message).
+enum class LogFormat : std::uint8_t { text, json };
+
 struct ServerSettings {
   unsigned workers = 0;  // 0 = one per CPU core (resolved by the loader)
   std::string user;      // drop privileges to this user after binding; empty = no
@@ -47,6 +52,7 @@ struct ServerSettings {
   // session ticket keys) are checked for changes; a changed file is reloaded without a restart.
   // SIGHUP reloads them at once. Must be >= 100ms.
   Duration file_check_interval = std::chrono::seconds(5);
+  LogFormat log_format = LogFormat::text;
 };
 
 // Whether the server asks the client for a certificate in the TLS handshake.

@@ -38,6 +38,9 @@ std::variant<std::unique_ptr<proxy::Server>, int> prepare(const std::string& pat
     }
     return kExitConfig;
   }
+  proxy::set_log_output(loaded.config->server.log_format == proxy::LogFormat::json
+                            ? proxy::LogOutput::json
+                            : proxy::LogOutput::text);
   auto created = proxy::Server::create(loaded.config);
   if (auto* errors = std::get_if<std::vector<std::string>>(&created)) {
     for (const std::string& error : *errors) std::fprintf(stderr, "%s\n", error.c_str());

@@ -209,3 +209,27 @@ def test_new_connections_are_refused_after_sigterm(stack):
     assert result.get("response") is not None and result["response"].status == 200, result
     assert front.proc.wait(60) == 0
     assert refused, "cmsfront kept answering new requests after SIGTERM"
+
+
+def test_json_error_log_lines_parse_and_keep_to_one_line(fresh_launcher):
+    # log_format = "json": every stderr line is one JSON object with time, level and message;
+    # a backend that refuses connections gives a warning about the backend and a line about
+    # the request that names its connection.
+    import json
+    tls = Listener()
+    front = fresh_launcher.cmsfront([tls], {"gone": {"servers": ["http://127.0.0.1:9"]}},
+                                    [{"path": "/", "backend": "gone"}],
+                                    server={"log_format": "json"})
+    with RawConnection(tls.port, fresh_launcher.pki) as conn:
+        conn.send(request_bytes("GET", "/x"))
+        assert conn.read_response().status == 502
+    front.stop()
+    lines = [line for line in front.log_path.read_text().splitlines() if line]
+    assert lines, "no error log lines"
+    records = [json.loads(line) for line in lines]
+    assert all(set(r) == {"time", "level", "message"} for r in records), records
+    assert all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", r["time"]) for r in records)
+    assert {r["level"] for r in records} <= {"debug", "info", "warning", "error"}
+    assert any(r["message"].startswith("started:") for r in records), records
+    assert any(r["level"] == "warning" and "backend gone" in r["message"] for r in records), records
+    assert any(re.match(r"conn \d+: 502 ", r["message"]) for r in records), records

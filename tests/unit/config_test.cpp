@@ -250,6 +250,7 @@ TEST(LoadConfig, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(config.server.max_connections, 20000u);
   EXPECT_EQ(config.server.shutdown_timeout, Duration(30s));
   EXPECT_EQ(config.server.file_check_interval, Duration(5s));
+  EXPECT_EQ(config.server.log_format, LogFormat::text);
   ASSERT_EQ(config.listeners.size(), 1u);
   EXPECT_EQ(config.listeners[0].address.text, "127.0.0.1:8080");
   EXPECT_EQ(config.listeners[0].tls, "");
