@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 
 #include <sys/eventfd.h>
 #include <unistd.h>
@@ -399,6 +400,9 @@ void format_json(const RequestRecord& r, std::string& out,
 
 namespace {
 
+// How long the final flush may wait for a stalled output when the process stops.
+constexpr std::chrono::seconds kStopGrace{2};
+
 // How long a busy writer lets lines gather before the next batch (the longest a line waits
 // in a ring while the log is busy; an idle writer is woken by the first line).
 constexpr std::chrono::milliseconds kBatchInterval{20};
@@ -416,6 +420,14 @@ int open_log_file(const std::string& path) {
   do {
     fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
   } while (fd < 0 && errno == EINTR);
+  // A FIFO or socket that nobody reads would block write() for ever, and with it the stop of
+  // the process (the writer is joined at exit): make it non-blocking, so the writer waits in
+  // poll() and can give up. (A regular file never blocks that way.)
+  struct stat info {};
+  if (fd >= 0 && ::fstat(fd, &info) == 0 && !S_ISREG(info.st_mode)) {
+    const int flags = ::fcntl(fd, F_GETFL);
+    if (flags >= 0) ::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  }
   return fd;
 }
 
@@ -473,7 +485,9 @@ AccessLog::AccessLog(Key, std::string path, Fd file, Fd wake, AccessLogFormat fo
 
 AccessLog::~AccessLog() {
   // Every worker has stopped calling log(): the writer drains what is queued, then returns.
-  // If the output is stalled (a FIFO nobody reads) this waits for it, as any final flush would.
+  // A stalled output (a FIFO nobody reads) gets kStopGrace to take it; then the rest is
+  // dropped, so the process still stops.
+  give_up_at_ = std::chrono::steady_clock::now() + kStopGrace;
   stopping_.store(true, std::memory_order_seq_cst);
   wake();
   if (writer_.joinable()) writer_.join();
@@ -631,11 +645,16 @@ void AccessLog::write_batch() {
     }
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-      // Someone made a shared standard output non-blocking: wait for room instead of spinning.
-      pollfd p{out_fd_, POLLOUT, 0};
-      while (::poll(&p, 1, -1) < 0 && errno == EINTR) {
+      // The reader is slow (or gone quiet): wait for room, but when the process is stopping,
+      // only up to kStopGrace; then what is left is dropped, so the stop never hangs here.
+      if (stopping_.load(std::memory_order_seq_cst) &&
+          std::chrono::steady_clock::now() >= give_up_at_) {
+        errno = ETIMEDOUT;
+      } else {
+        pollfd p{out_fd_, POLLOUT, 0};
+        ::poll(&p, 1, 100);
+        continue;
       }
-      continue;
     }
     // ENOSPC, EIO, EPIPE, ...: the rest of the batch is lost (counted); the next batch tries
     // again. A line cut by the failure may be left without its newline.

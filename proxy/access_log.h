@@ -155,6 +155,9 @@ class AccessLog {
   std::atomic<bool> writer_sleeping_{false};
   std::atomic<bool> reopen_requested_{false};
   std::atomic<bool> stopping_{false};
+  // When the final flush stops waiting for a stalled output (set before stopping_; read by
+  // the writer only after it sees stopping_).
+  std::chrono::steady_clock::time_point give_up_at_{};
   std::atomic<std::uint64_t> written_{0};
   std::atomic<std::uint64_t> write_dropped_{0};
 

@@ -118,7 +118,7 @@ std::variant<std::unique_ptr<Server>, std::vector<std::string>> Server::create(
       return std::vector<std::string>{*message};
     access_log = std::move(std::get<std::unique_ptr<AccessLog>>(opened));
     access_log->set_error_handler(
-        [](const std::string& message) { LOG_ERROR("access log: %s", message.c_str()); });
+        [](const std::string& message) { LOG_ERROR("%s", message.c_str()); });
   }
   runtime.observability =
       std::make_unique<Observability>(*config, runtime.workers, std::move(access_log));

@@ -17,6 +17,8 @@ packages=(
   python3 python3-cherrypy3 python3-requests python3-pytest
   # grid certificate fixtures and the IGTF bundle (issue 3)
   globus-proxy-utils voms-clients igtf-policy-classic
+  # metrics tests: a real Prometheus server and promtool (issue 5)
+  prometheus
 )
 
 missing=()
