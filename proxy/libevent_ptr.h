@@ -13,6 +13,9 @@ namespace proxy {
 struct EventBaseDeleter {
   void operator()(event_base* base) const noexcept { event_base_free(base); }
 };
+struct EventConfigDeleter {
+  void operator()(event_config* config) const noexcept { event_config_free(config); }
+};
 struct EventDeleter {
   void operator()(event* ev) const noexcept { event_free(ev); }
 };
@@ -27,6 +30,7 @@ struct EvBufferDeleter {
 };
 
 using EventBasePtr = std::unique_ptr<event_base, EventBaseDeleter>;
+using EventConfigPtr = std::unique_ptr<event_config, EventConfigDeleter>;
 using EventPtr = std::unique_ptr<event, EventDeleter>;
 using BufferEventPtr = std::unique_ptr<bufferevent, BufferEventDeleter>;
 using ListenerPtr = std::unique_ptr<evconnlistener, ListenerDeleter>;

@@ -9,6 +9,12 @@
 // one (--new-connection, Connection: close, or after an error). With -n every attempt, failed
 // or not, takes one unit of the budget, so a dead server ends the run instead of looping.
 //
+// --rate makes it an open loop: each Worker's pacer timer starts its share of the requests on
+// schedule, taking the budget unit itself; a slot with nothing to do parks (its keep-alive
+// connection kept), and a request due while every slot is busy waits in a backlog (counted
+// late) for the next slot that frees up. --urls: every request picks a prebuilt request (one
+// per target) with its Worker's xorshift generator.
+//
 // Threads: main builds the Plan (URL, address, request bytes, SSL_CTX) before any worker
 // starts; it is read-only afterwards (SSL_CTX is safe to share for SSL_new). Each Worker owns
 // one event loop, its Slots and its Stats, all touched only by its thread; main reads the
@@ -43,6 +49,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -104,6 +111,8 @@ struct Options {
   int tls_version = 0;  // 0: OpenSSL's range; else TLS1_2_VERSION or TLS1_3_VERSION
   double timeout_s = 30;
   bool json = false;
+  std::string urls_file;       // --urls: request-targets, one picked at random per request
+  std::optional<double> rate;  // --rate: requests per second, all threads (open loop)
   std::string url;
 };
 
@@ -121,7 +130,9 @@ struct Plan {
   Url url;
   sockaddr_storage address{};
   socklen_t address_length = 0;
-  std::string request;         // head and body; every write references it, none copies it
+  // Head and body, one per request-target (--urls) or just the URL's; every write references
+  // one, none copies it.
+  std::vector<std::string> requests;
   SSL_CTX* ssl_ctx = nullptr;  // owned by main; null for http://
   bool head_request = false;   // HEAD responses have no body whatever their headers say
 };
@@ -211,6 +222,7 @@ struct Stats {
   std::uint64_t handshakes = 0;
   std::uint64_t resumed = 0;
   std::uint64_t bytes_in = 0;
+  std::uint64_t late = 0;  // --rate: requests due while every connection was busy
   LatencySampler latency;
 };
 
@@ -219,6 +231,23 @@ bool equals_ignore_case(std::string_view a, std::string_view b) {
     return (x >= 'A' && x <= 'Z' ? x + 32 : x) == (y >= 'A' && y <= 'Z' ? y + 32 : y);
   });
 }
+
+// xorshift64 (Marsaglia): fast, and plenty for spreading requests over --urls targets.
+class Xorshift {
+ public:
+  explicit Xorshift(std::uint64_t seed) : state_(seed != 0 ? seed : 0x9e3779b97f4a7c15) {}
+  std::uint64_t next() {
+    state_ ^= state_ << 13;
+    state_ ^= state_ >> 7;
+    state_ ^= state_ << 17;
+    return state_;
+  }
+  // Uniform enough in [0, n) for n far below 2^64.
+  std::size_t below(std::size_t n) { return n <= 1 ? 0 : next() % n; }
+
+ private:
+  std::uint64_t state_;
+};
 
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
@@ -533,6 +562,10 @@ class Slot {
 
   [[nodiscard]] bool ready() const { return connect_event_ && timeout_event_ && next_event_; }
   void start() { next(); }
+  // --rate: starts an attempt whose unit of the budget the Worker has already claimed.
+  void begin();
+  // No more attempts: drop the connection and tell the Worker.
+  void finish();
   // The run is over (deadline or signal): drop the connection, count nothing more.
   void abandon();
   // SSL_CTX new-session callback target (--resume): the newest ticket of this slot's
@@ -563,7 +596,6 @@ class Slot {
   void handle_event(short events);
   void complete_response();
   void fail(ErrorKind kind);
-  void finish();
   void drop_connection();
 
   Worker& worker_;
@@ -596,13 +628,18 @@ class Worker {
   Worker& operator=(const Worker&) = delete;
 
   [[nodiscard]] bool ready() const {
-    return base_ && tick_event_ && deadline_event_ &&
+    return base_ && tick_event_ && deadline_event_ && (!plan_.options.rate || pace_event_) &&
            std::all_of(slots_.begin(), slots_.end(),
                        [](const auto& slot) { return slot->ready(); });
   }
   void run();
   event_base* base() const { return base_.get(); }
   bool stopping() const { return stopping_; }
+  bool paced() const { return pace_event_ != nullptr; }
+  // The request to send next: one of --urls at random, or the only one.
+  const std::string& pick_request() { return plan_.requests[random_.below(plan_.requests.size())]; }
+  // --rate: the slot has no request in hand; give it a late one, park it, or finish it.
+  void slot_free(Slot& slot);
   void slot_finished();
   const Stats& stats() const { return stats_; }
   Clock::time_point finished_at() const { return finished_at_; }
@@ -610,18 +647,31 @@ class Worker {
  private:
   static void on_tick(evutil_socket_t, short, void* arg) noexcept;
   static void on_deadline(evutil_socket_t, short, void* arg) noexcept;
+  static void on_pace(evutil_socket_t, short, void* arg) noexcept;
   void stop_all();
+  void pace();
 
   const Plan& plan_;
   RunControl& control_;
   Stats stats_;
-  EventBasePtr base_{event_base_new()};
+  EventBasePtr base_;
   EventPtr tick_event_;
   EventPtr deadline_event_;
   std::vector<std::unique_ptr<Slot>> slots_;  // after base_: freed before it
   std::size_t active_slots_ = 0;
   bool stopping_ = false;
   Clock::time_point finished_at_;
+  Xorshift random_;
+  // --rate (open loop): this worker's share of the rate, paced by pace_event_ (null without
+  // --rate). Request k of the worker is due pace_start_ + k / rate_; due requests go to a
+  // free slot, or wait in backlog_ (counted late) until one frees up.
+  EventPtr pace_event_;
+  double rate_ = 0;
+  Clock::time_point pace_start_;
+  std::uint64_t issued_ = 0;
+  std::uint64_t backlog_ = 0;
+  bool budget_spent_ = false;
+  std::vector<Slot*> free_slots_;
 };
 
 // ---- Slot ------------------------------------------------------------------------------------
@@ -662,10 +712,18 @@ void Slot::on_event(bufferevent*, short events, void* arg) noexcept {
 // Starts the next attempt: on the open connection if there is one, else on a new one.
 void Slot::next() {
   if (phase_ == Phase::done) return;
+  if (worker_.paced()) {
+    worker_.slot_free(*this);
+    return;
+  }
   if (worker_.stopping() || !control_.try_claim()) {
     finish();
     return;
   }
+  begin();
+}
+
+void Slot::begin() {
   if (!bev_) {
     connect();
     return;
@@ -766,8 +824,9 @@ void Slot::send_request() {
   parser_.reset(plan_.head_request);
   // --new-connection measures what a client without keep-alive waits: connect to last byte.
   request_start_ = plan_.options.new_connection ? connect_start_ : Clock::now();
-  evbuffer_add_reference(bufferevent_get_output(bev_.get()), plan_.request.data(),
-                         plan_.request.size(), nullptr, nullptr);
+  const std::string& request = worker_.pick_request();
+  evbuffer_add_reference(bufferevent_get_output(bev_.get()), request.data(), request.size(),
+                         nullptr, nullptr);
 }
 
 void Slot::handle_read() {
@@ -798,6 +857,11 @@ void Slot::handle_event(short events) {
     ++stats_.handshakes;
     if (SSL_session_reused(ssl)) ++stats_.resumed;
     send_request();
+    return;
+  }
+  if (phase_ == Phase::idle) {
+    // --rate: the server closed a parked keep-alive connection; the next request reconnects.
+    drop_connection();
     return;
   }
   unsigned long tls_error = ssl != nullptr ? bufferevent_get_openssl_error(bev_.get()) : 0;
@@ -890,11 +954,29 @@ void Slot::drop_connection() {
 
 // ---- Worker ----------------------------------------------------------------------------------
 
+// precise: timers to the microsecond (timerfd) rather than epoll's millisecond, so that --rate
+// spaces requests out instead of sending a millisecond's worth at once.
+EventBasePtr make_event_base(bool precise) {
+  if (!precise) return EventBasePtr(event_base_new());
+  const proxy::EventConfigPtr config(event_config_new());
+  if (!config) return nullptr;
+  event_config_set_flag(config.get(), EVENT_BASE_FLAG_PRECISE_TIMER);
+  return EventBasePtr(event_base_new_with_config(config.get()));
+}
+
 Worker::Worker(const Plan& plan, RunControl& control, unsigned slots, std::size_t latency_cap)
-    : plan_(plan), control_(control), stats_(latency_cap) {
+    : plan_(plan),
+      control_(control),
+      stats_(latency_cap),
+      base_(make_event_base(plan.options.rate.has_value())),
+      random_((std::uint64_t{std::random_device()()} << 32) ^ std::random_device()()) {
   if (!base_) return;
   tick_event_.reset(event_new(base_.get(), -1, EV_PERSIST, on_tick, this));
   deadline_event_.reset(evtimer_new(base_.get(), on_deadline, this));
+  if (plan_.options.rate) {
+    pace_event_.reset(evtimer_new(base_.get(), on_pace, this));
+    rate_ = *plan_.options.rate * slots / plan_.options.connections;
+  }
   for (unsigned i = 0; i < slots; ++i) {
     slots_.push_back(std::make_unique<Slot>(*this, plan_, control_, stats_));
   }
@@ -908,10 +990,62 @@ void Worker::run() {
     event_add(deadline_event_.get(), &deadline);
   }
   active_slots_ = slots_.size();
-  for (auto& slot : slots_) slot->start();
+  for (auto& slot : slots_) slot->start();  // --rate: each parks itself in free_slots_
+  if (paced()) {
+    pace_start_ = Clock::now();
+    pace();
+  }
   if (active_slots_ > 0) event_base_dispatch(base_.get());
   finished_at_ = Clock::now();
   control_.finished_workers.fetch_add(1, std::memory_order_release);
+}
+
+void Worker::slot_free(Slot& slot) {
+  if (backlog_ > 0 && !stopping_) {
+    --backlog_;
+    slot.begin();
+  } else if (budget_spent_ || stopping_) {
+    slot.finish();
+  } else {
+    free_slots_.push_back(&slot);
+  }
+}
+
+// Starts every request due by now, then sleeps until the next one is.
+void Worker::pace() {
+  if (stopping_ || budget_spent_) return;
+  double elapsed = std::chrono::duration<double>(Clock::now() - pace_start_).count();
+  // Request k (from 0) is due at k / rate_: at t = 0 the first one is.
+  auto due = static_cast<std::uint64_t>(elapsed * rate_) + 1;
+  while (issued_ < due) {
+    if (!control_.try_claim()) {
+      budget_spent_ = true;
+      break;
+    }
+    ++issued_;
+    if (free_slots_.empty()) {
+      ++backlog_;
+      ++stats_.late;
+      continue;
+    }
+    Slot* slot = free_slots_.back();
+    free_slots_.pop_back();
+    slot->begin();
+  }
+  if (budget_spent_) {
+    // Busy slots finish when they free up and the backlog is empty (slot_free).
+    std::vector<Slot*> parked = std::move(free_slots_);
+    free_slots_.clear();
+    for (Slot* slot : parked) slot->finish();
+    return;
+  }
+  double now = std::chrono::duration<double>(Clock::now() - pace_start_).count();
+  timeval delay = to_timeval(std::max(0.0, static_cast<double>(issued_) / rate_ - now));
+  event_add(pace_event_.get(), &delay);
+}
+
+void Worker::on_pace(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<Worker*>(arg)->pace();
 }
 
 void Worker::slot_finished() {
@@ -920,6 +1054,7 @@ void Worker::slot_finished() {
 
 void Worker::stop_all() {
   stopping_ = true;
+  if (pace_event_) event_del(pace_event_.get());
   for (auto& slot : slots_) slot->abandon();
   event_base_loopbreak(base_.get());
 }
@@ -960,6 +1095,10 @@ void usage(std::FILE* out) {
       "  --data-size BYTES send a body of BYTES 'x' with Content-Length\n"
       "  --tls12 | --tls13 pin the protocol version\n"
       "  --timeout S       per-request timeout in seconds, connect included (default 30)\n"
+      "  --urls FILE       request-targets (/path?query), one a line ('#' comments); each\n"
+      "                    request picks one at random, the URL gives only scheme/host/port\n"
+      "  --rate R          open loop: R requests/s in all (a request due while every\n"
+      "                    connection is busy is counted late and sent when one frees up)\n"
       "  --json            print the summary as one JSON object\n"
       "Exit status: 0 when it ran (errors included), 1 when it could not start, 64 usage.\n");
 }
@@ -983,6 +1122,12 @@ OptionValue apply_option(std::string_view arg, std::string_view value, Options& 
   } else if (arg == "--timeout") {
     ok = parse_seconds(value, seconds);
     options.timeout_s = seconds;
+  } else if (arg == "--urls") {
+    ok = !value.empty();
+    options.urls_file = value;
+  } else if (arg == "--rate") {
+    ok = parse_seconds(value, seconds);  // the same range: (0, 1e6)
+    options.rate = seconds;
   } else if (arg == "--cert") {
     options.cert_file = value;
   } else if (arg == "--key") {
@@ -1035,6 +1180,52 @@ std::optional<Options> parse_options(int argc, char** argv) {
   }
   if (options.url.empty()) return std::nullopt;
   return options;
+}
+
+bool valid_target(std::string_view target) {
+  return target.starts_with('/') && std::none_of(target.begin(), target.end(), [](char c) {
+           return static_cast<unsigned char>(c) <= ' ' || c == 0x7f;
+         });
+}
+
+// The --urls file's request-targets; nullopt after printing why.
+std::optional<std::vector<std::string>> load_targets(const std::string& file) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> in(std::fopen(file.c_str(), "re"), std::fclose);
+  if (!in) {
+    std::fprintf(stderr, "cmsfront-load: cannot read --urls %s: %s\n", file.c_str(),
+                 std::strerror(errno));
+    return std::nullopt;
+  }
+  std::vector<std::string> targets;
+  std::string line;
+  int number = 0;
+  for (int c = 0; c != EOF;) {
+    line.clear();
+    while ((c = std::fgetc(in.get())) != EOF && c != '\n') line.push_back(static_cast<char>(c));
+    if (c == EOF && line.empty()) break;
+    ++number;
+    std::string_view target = trim(line);
+    if (target.ends_with('\r')) target = trim(target.substr(0, target.size() - 1));
+    if (target.empty() || target.starts_with('#')) continue;
+    if (!valid_target(target)) {
+      std::fprintf(stderr,
+                   "cmsfront-load: %s:%d: not a request-target (/path?query, no spaces or "
+                   "control bytes)\n",
+                   file.c_str(), number);
+      return std::nullopt;
+    }
+    targets.emplace_back(target);
+  }
+  if (std::ferror(in.get())) {
+    std::fprintf(stderr, "cmsfront-load: cannot read --urls %s: %s\n", file.c_str(),
+                 std::strerror(errno));
+    return std::nullopt;
+  }
+  if (targets.empty()) {
+    std::fprintf(stderr, "cmsfront-load: %s: no request-targets\n", file.c_str());
+    return std::nullopt;
+  }
+  return targets;
 }
 
 std::optional<Url> parse_url(std::string_view text) {
@@ -1152,8 +1343,8 @@ bool has_header(const Options& options, std::string_view name) {
   });
 }
 
-std::string build_request(const Options& options, const Url& url) {
-  std::string request = options.method + " " + url.target + " HTTP/1.1\r\n";
+std::string build_request(const Options& options, const Url& url, std::string_view target) {
+  std::string request = options.method + " " + std::string(target) + " HTTP/1.1\r\n";
   if (!has_header(options, "host")) request += "Host: " + url.authority + "\r\n";
   if (!has_header(options, "user-agent")) request += "User-Agent: cmsfront-load\r\n";
   for (const std::string& header : options.headers) request += header + "\r\n";
@@ -1177,6 +1368,9 @@ struct Summary {
   std::uint64_t handshakes = 0;
   std::uint64_t resumed = 0;
   std::uint64_t bytes_in = 0;
+  std::uint64_t late = 0;
+  std::size_t urls = 0;
+  std::optional<double> rate;  // --rate, as asked
   double elapsed_s = 0;
   std::array<double, 5> latency_ms{};  // min, p50, p90, p99, max
 };
@@ -1195,6 +1389,7 @@ Summary summarize(const std::vector<std::unique_ptr<Worker>>& workers, double el
     summary.handshakes += stats.handshakes;
     summary.resumed += stats.resumed;
     summary.bytes_in += stats.bytes_in;
+    summary.late += stats.late;
     samplers.push_back(&stats.latency);
     if (stats.latency.count() > 0) {
       min = std::min(min, stats.latency.min());
@@ -1218,6 +1413,12 @@ double rate(std::uint64_t count, double seconds) {
   return seconds > 0 ? static_cast<double>(count) / seconds : 0.0;
 }
 
+std::uint64_t failures_total(const Summary& s) {
+  std::uint64_t failed = 0;
+  for (std::uint64_t count : s.errors) failed += count;
+  return failed;
+}
+
 void print_json(const Summary& s) {
   std::printf("{\"requests\":%llu,\"errors\":{", static_cast<unsigned long long>(s.requests));
   for (std::size_t i = 0; i < kErrorNames.size(); ++i) {
@@ -1234,15 +1435,16 @@ void print_json(const Summary& s) {
   std::printf(
       "},\"elapsed_s\":%.3f,\"rps\":%.1f,\"handshakes\":%llu,\"resumed\":%llu,"
       "\"latency_ms\":{\"min\":%.3f,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
-      "\"bytes_in\":%llu}\n",
+      "\"bytes_in\":%llu,\"failures_total\":%llu,\"urls\":%zu,\"late\":%llu}\n",
       s.elapsed_s, rate(s.requests, s.elapsed_s), static_cast<unsigned long long>(s.handshakes),
       static_cast<unsigned long long>(s.resumed), l[0], l[1], l[2], l[3], l[4],
-      static_cast<unsigned long long>(s.bytes_in));
+      static_cast<unsigned long long>(s.bytes_in),
+      static_cast<unsigned long long>(failures_total(s)), s.urls,
+      static_cast<unsigned long long>(s.late));
 }
 
 void print_text(const Summary& s) {
-  std::uint64_t failed = 0;
-  for (std::uint64_t count : s.errors) failed += count;
+  std::uint64_t failed = failures_total(s);
   std::printf("requests:   %llu completed, %llu failed\n",
               static_cast<unsigned long long>(s.requests), static_cast<unsigned long long>(failed));
   std::printf("errors:    ");
@@ -1261,10 +1463,15 @@ void print_text(const Summary& s) {
       "rps:        %.1f\n"
       "tls:        %llu handshakes (%.1f/s), %llu resumed\n"
       "latency ms: min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n"
-      "bytes in:   %llu\n",
+      "bytes in:   %llu\n"
+      "urls:       %zu\n",
       s.elapsed_s, rate(s.requests, s.elapsed_s), static_cast<unsigned long long>(s.handshakes),
       rate(s.handshakes, s.elapsed_s), static_cast<unsigned long long>(s.resumed), l[0], l[1], l[2],
-      l[3], l[4], static_cast<unsigned long long>(s.bytes_in));
+      l[3], l[4], static_cast<unsigned long long>(s.bytes_in), s.urls);
+  if (s.rate) {
+    std::printf("late:       %llu (due while every connection was busy; asked %.1f/s)\n",
+                static_cast<unsigned long long>(s.late), *s.rate);
+  }
 }
 
 // Resolves the URL's host to its first address; false after printing why.
@@ -1337,6 +1544,8 @@ int run(const Plan& plan) {
   for (const auto& worker : workers) end = std::max(end, worker->finished_at());
 
   Summary summary = summarize(workers, std::chrono::duration<double>(end - start).count());
+  summary.urls = plan.requests.size();
+  summary.rate = plan.options.rate;
   if (plan.options.json) {
     print_json(summary);
   } else {
@@ -1367,6 +1576,12 @@ int main(int argc, char** argv) {
     usage(stderr);
     return kExitUsage;
   }
+  std::vector<std::string> targets{url->target};
+  if (!options->urls_file.empty()) {
+    std::optional<std::vector<std::string>> loaded = load_targets(options->urls_file);
+    if (!loaded) return kExitUsage;
+    targets = std::move(*loaded);
+  }
   Plan plan;
   plan.options = std::move(*options);
   plan.url = std::move(*url);
@@ -1377,7 +1592,9 @@ int main(int argc, char** argv) {
     if (!ssl_ctx) return kExitCannotStart;
     plan.ssl_ctx = ssl_ctx.get();
   }
-  plan.request = build_request(plan.options, plan.url);
+  for (const std::string& target : targets) {
+    plan.requests.push_back(build_request(plan.options, plan.url, target));
+  }
   plan.head_request = plan.options.method == "HEAD";
   return run(plan);
 }
