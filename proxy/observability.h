@@ -12,6 +12,7 @@
 // the exporter's thread.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
