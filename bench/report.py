@@ -1,0 +1,499 @@
+#!/usr/bin/python3
+"""Markdown report and PNG plots for a bench/run.sh result directory.
+
+    bench/report.py OUTDIR                   # writes OUTDIR/report.md and OUTDIR/*.png
+    bench/report.py OUTDIR --output FILE     # the same report at FILE (image links relative
+                                             # to FILE; the plots stay in OUTDIR)
+    bench/report.py OUTDIR --no-plots
+
+Reads OUTDIR/results.jsonl (one object per run, as bench/run.sh writes them), OUTDIR/meta.json
+(the setup; optional) and OUTDIR/suite_seconds (optional). The plots need matplotlib (Debian:
+python3-matplotlib); without it the report is written without them and says so.
+"""
+
+import argparse
+import json
+import os
+import sys
+from collections import OrderedDict
+from pathlib import Path
+
+PEER_ORDER = ["cmsfront", "nginx", "haproxy", "apache"]
+PRETTY = {"cmsfront": "cmsfront", "nginx": "nginx", "haproxy": "HAProxy", "apache": "Apache"}
+
+GROUPS = OrderedDict([
+    ("off", "Keep-alive off: a new TCP + TLS connection (full handshake, client certificate) "
+            "per request"),
+    ("on", "Keep-alive on: C connections, each with one handshake, reused for every request"),
+    ("cherrypy", "A CherryPy backend with 10 threads behind each frontend (keep-alive clients)"),
+    ("proxy", "Grid proxies: an RFC 3820 proxy as client certificate"),
+])
+
+NOT_RUN = {
+    "not-installed": "not installed",
+    "skipped": "skipped (time)",
+    "did-not-start": "did not start",
+    "backend-down": "backend down",
+    "frontend-down": "frontend down",
+}
+MARK = {"timeout": "timeout", "frontend-died": "died", "load-error": "load error",
+        "no-output": "no output"}
+
+
+def load_rows(outdir):
+    rows = []
+    path = outdir / "results.jsonl"
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                rows.append(json.loads(line))
+            except ValueError as e:
+                sys.exit("report.py: %s:%d: not JSON: %s" % (path, number, e))
+    return rows
+
+
+def group_of(row):
+    if row.get("credential") == "proxy":
+        return "proxy"
+    if row.get("backend") == "cherrypy":
+        return "cherrypy"
+    return "on" if row.get("keepalive") else "off"
+
+
+def ran(row):
+    return row.get("outcome") not in NOT_RUN
+
+
+def fmt_int(v):
+    return "–" if v is None else "{:,}".format(int(round(v)))
+
+
+def fmt_ms(v):
+    if v is None:
+        return "–"
+    return "%.0f" % v if v >= 100 else "%.1f" % v if v >= 10 else "%.2f" % v
+
+
+def scenario_label(row, scale):
+    n, c = row.get("requests"), row.get("concurrency")
+    label = "%s / %s" % (fmt_int(n), fmt_int(c))
+    nominal = row.get("requests_nominal")
+    if scale and scale != 1 and nominal and nominal != n:
+        label += " (of %s)" % fmt_int(nominal)
+    return label
+
+
+def cell(row, value_text):
+    """A table cell for one run: its value, or why there is none."""
+    if row is None:
+        return ""
+    outcome = row.get("outcome", "ran")
+    if outcome in NOT_RUN:
+        return "*%s*" % NOT_RUN[outcome]
+    if outcome in MARK:
+        return "%s (*%s*)" % (value_text, MARK[outcome])
+    return value_text
+
+
+def ratio(a, b):
+    if a is None or b is None or not b:
+        return "–"
+    return "%.2f×" % (a / b)
+
+
+class Report:
+    def __init__(self, outdir, rows, meta, suite_seconds):
+        self.outdir = outdir
+        self.rows = rows
+        self.meta = meta
+        self.scale = meta.get("scale", 1)
+        self.suite_seconds = suite_seconds
+        present = []
+        for name in meta.get("frontend_order", []) + [r["frontend"] for r in rows]:
+            if name not in present:
+                present.append(name)
+        self.frontends = sorted(present, key=lambda n: (PEER_ORDER.index(n)
+                                                        if n in PEER_ORDER else 99, n))
+        self.peers = [f for f in self.frontends if f != "cmsfront"]
+        # scenario ids in run order, per group
+        self.groups = OrderedDict((g, []) for g in GROUPS)
+        self.by_key = {}
+        for row in rows:
+            g = group_of(row)
+            if row["scenario"] not in self.groups[g]:
+                self.groups[g].append(row["scenario"])
+            self.by_key[(row["scenario"], row["frontend"])] = row
+        self.out = []
+
+    def w(self, line=""):
+        self.out.append(line)
+
+    def get(self, scenario, frontend):
+        return self.by_key.get((scenario, frontend))
+
+    def first(self, scenario):
+        for fe in self.frontends:
+            row = self.get(scenario, fe)
+            if row:
+                return row
+        return None
+
+    # --- pieces ------------------------------------------------------------------------------
+    def header(self):
+        m = self.meta
+        self.w("# cmsfront against nginx, HAProxy and Apache: `bench/run.sh`")
+        self.w()
+        when = m.get("started_utc", "?")
+        cpu = m.get("host_cpu", "?")
+        took = (" in %d min %02d s" % divmod(self.suite_seconds, 60)
+                if self.suite_seconds is not None else "")
+        self.w("Run started %s on %s CPUs (%s)%s; load average before: %s." % (
+            when, m.get("cpus", "?"), cpu, took, " ".join(m.get("loadavg_before", [])) or "?"))
+        if self.scale != 1:
+            self.w()
+            self.w("**SCALE = %s**: every scenario sent 1/%s of its requests (never fewer than "
+                   "its connections); numbers are noisier than a full run's." % (
+                       self.scale, self.scale))
+        self.w()
+        ts = m.get("trust_store", {})
+        self.w("- every frontend pinned to CPU %s with one worker; the load generator "
+               "(`build/cmsfront-load`, one thread) and the backends share CPU %s" % (
+                   m.get("frontend_cpu", "?"), m.get("client_cpu", "?")))
+        self.w("- client certificate on every connection: ECDSA P-256 user "
+               "(`creds/user_ecdsa.pem`), the proxy row `creds/proxy_rfc.pem`; trust store: "
+               "%s CA files (%s+ the grid test CAs), CRLs enforced, the client CA's CRL has "
+               "%s entries" % (ts.get("ca_files", "?"),
+                               "Debian's IGTF bundle " if ts.get("igtf") else "",
+                               fmt_int(ts.get("client_ca_crl_entries"))))
+        cp = m.get("cherrypy", {})
+        self.w("- backends: `cmsfront-test-backend --threads 1` (answers `ok`), and the CherryPy "
+               "app of the integration tests with %s threads, requests to `%s`" % (
+                   cp.get("threads", 10), cp.get("path", "?")))
+        self.w("- requests/s = successful (2xx) requests ÷ elapsed; **failed** = requests sent "
+               "− 2xx answers (other statuses, connection and handshake errors, timeouts); "
+               "CPU-s = the frontend's own user+system time from /proc over the run; "
+               "req per CPU-s = 2xx ÷ CPU-s; RSS = peak resident set (VmHWM) of the serving "
+               "process since it started")
+        self.w()
+        self.w("| frontend | version | settings |")
+        self.w("|---|---|---|")
+        fes = m.get("frontends", {})
+        for fe in self.frontends:
+            info = fes.get(fe, {})
+            version = info.get("version") or next(
+                (r.get("version") for r in self.rows if r["frontend"] == fe and r.get("version")), "")
+            settings = info.get("settings", "")
+            if info.get("unavailable"):
+                settings = "**%s** — %s" % (info["unavailable"], settings)
+            self.w("| %s | %s | %s |" % (PRETTY.get(fe, fe), version or "?", settings))
+        self.w()
+
+    def metric_table(self, group, title, value, fmt, ratios, higher_better=True):
+        scenarios = self.groups[group]
+        self.w("**%s**" % title)
+        self.w()
+        cols = ["requests / clients"] + [PRETTY.get(f, f) for f in self.frontends]
+        if ratios and "cmsfront" in self.frontends:
+            cols += ["cmsfront ÷ %s" % PRETTY.get(p, p) for p in self.peers]
+        self.w("| " + " | ".join(cols) + " |")
+        self.w("|---|" + "---:|" * (len(cols) - 1))
+        for sc in scenarios:
+            first = self.first(sc)
+            cells = [scenario_label(first, self.scale)]
+            for fe in self.frontends:
+                row = self.get(sc, fe)
+                cells.append(cell(row, fmt(value(row))) if row else "")
+            if ratios and "cmsfront" in self.frontends:
+                mine = self.get(sc, "cmsfront")
+                for peer in self.peers:
+                    theirs = self.get(sc, peer)
+                    ok = mine and theirs and ran(mine) and ran(theirs)
+                    cells.append(ratio(value(mine), value(theirs)) if ok else "–")
+            self.w("| " + " | ".join(cells) + " |")
+        self.w()
+
+    def detail_table(self, group):
+        self.w("<details><summary>every run of this table</summary>")
+        self.w()
+        cherry = group == "cherrypy"
+        cols = ["requests / clients", "frontend", "req/s", "2xx", "failed", "errors / other status",
+                "p50 ms", "p99 ms", "CPU-s", "req per CPU-s", "peak RSS MiB"]
+        if cherry:
+            cols += ["backend conns (max / opened)"]
+        self.w("| " + " | ".join(cols) + " |")
+        self.w("|---|---|" + "---:|" * 3 + "---|" + "---:|" * (len(cols) - 6))
+        for sc in self.groups[group]:
+            for fe in self.frontends:
+                row = self.get(sc, fe)
+                if not row:
+                    continue
+                label = scenario_label(row, self.scale)
+                if not ran(row):
+                    self.w("| %s | %s | %s |%s" % (label, PRETTY.get(fe, fe),
+                                                   cell(row, ""), " |" * (len(cols) - 3)))
+                    continue
+                why = describe_failures(row)
+                cells = [label, PRETTY.get(fe, fe), cell(row, fmt_int(row.get("rps"))),
+                         fmt_int(row.get("ok")), fmt_int(row.get("failed")), why or "–",
+                         fmt_ms(row.get("p50_ms")), fmt_ms(row.get("p99_ms")),
+                         "–" if row.get("cpu_s") is None else "%.2f" % row["cpu_s"],
+                         fmt_int(row.get("req_per_cpu_s")),
+                         "–" if row.get("rss_mib") is None else "%.1f" % row["rss_mib"]]
+                if cherry:
+                    cells.append("%s / %s" % (fmt_int(row.get("backend_conns_max")),
+                                              fmt_int(row.get("backend_conns_opened"))))
+                self.w("| " + " | ".join(cells) + " |")
+        self.w()
+        self.w("</details>")
+        self.w()
+
+    def handshake_group(self, group):
+        if not self.groups[group]:
+            return
+        self.w("## %s" % GROUPS[group])
+        self.w()
+        if group == "on":
+            self.w("Each connection carries requests ÷ clients requests (the seed table: 5 to 25), "
+                   "so its one handshake is still a large part of the work; the anchors' "
+                   "keep-alive figure (40,000 requests over 100 connections) is a different "
+                   "workload.")
+            self.w()
+        self.metric_table(group, "requests per CPU-second of the frontend (higher is better)",
+                          lambda r: r and r.get("req_per_cpu_s"), fmt_int, True)
+        self.metric_table(group, "requests/s", lambda r: r and r.get("rps"), fmt_int, True)
+        self.metric_table(group, "failed requests", lambda r: r and r.get("failed"), fmt_int,
+                          False)
+        self.metric_table(group, "p99 latency, ms", lambda r: r and r.get("p99_ms"), fmt_ms,
+                          False)
+        self.detail_table(group)
+
+    def cherrypy_group(self):
+        if not self.groups["cherrypy"]:
+            return
+        self.w("## %s" % GROUPS["cherrypy"])
+        self.w()
+        self.w("What matters here is failures and latency at many clients: a 10-thread Python "
+               "backend is the bottleneck, and a frontend should queue requests for it rather "
+               "than pile connections onto it. \"backend conns\" is what the backend counted: "
+               "the most connections open at once and the connections accepted during the run.")
+        self.w()
+        g = "cherrypy"
+        self.metric_table(g, "failed requests", lambda r: r and r.get("failed"), fmt_int, False)
+        self.metric_table(g, "requests/s", lambda r: r and r.get("rps"), fmt_int, True)
+        self.metric_table(g, "p99 latency, ms", lambda r: r and r.get("p99_ms"), fmt_ms, False)
+        self.metric_table(g, "most backend connections open at once",
+                          lambda r: r and r.get("backend_conns_max"), fmt_int, False)
+        self.metric_table(g, "requests per CPU-second of the frontend",
+                          lambda r: r and r.get("req_per_cpu_s"), fmt_int, True)
+        self.detail_table(g)
+
+    def proxy_group(self):
+        if not self.groups["proxy"]:
+            return
+        self.w("## %s" % GROUPS["proxy"])
+        self.w()
+        self.w("CMS users authenticate with grid proxies. A frontend that refuses them cannot "
+               "replace cmsweb's; the peers are configured as a site would configure them "
+               "(OpenSSL's default verification, which rejects proxy certificates).")
+        self.w()
+        self.w("| requests / clients | frontend | verdict | 2xx | failed | how it failed |")
+        self.w("|---|---|---|---:|---:|---|")
+        for sc in self.groups["proxy"]:
+            for fe in self.frontends:
+                row = self.get(sc, fe)
+                if not row:
+                    continue
+                label = scenario_label(row, self.scale)
+                if not ran(row):
+                    self.w("| %s | %s | %s | | | |" % (label, PRETTY.get(fe, fe), cell(row, "")))
+                    continue
+                ok, n = row.get("ok") or 0, row.get("requests") or 0
+                if n and ok == n:
+                    verdict = "**accepts proxies**"
+                elif ok == 0:
+                    verdict = "**refuses proxies**"
+                else:
+                    verdict = "partly (%d of %d)" % (ok, n)
+                self.w("| %s | %s | %s | %s | %s | %s |" % (
+                    label, PRETTY.get(fe, fe), cell(row, verdict), fmt_int(ok),
+                    fmt_int(row.get("failed")), describe_failures(row) or "–"))
+        self.w()
+
+    def problems(self):
+        bad = [r for r in self.rows if r.get("outcome", "ran") != "ran"]
+        if not bad:
+            return
+        self.w("## Runs that did not complete normally")
+        self.w()
+        self.w("| frontend | scenario | outcome | note |")
+        self.w("|---|---|---|---|")
+        for r in bad:
+            self.w("| %s | `%s` | %s | %s |" % (PRETTY.get(r["frontend"], r["frontend"]),
+                                                r["scenario"], r["outcome"],
+                                                (r.get("note") or "").replace("|", "\\|")))
+        self.w()
+
+    def plots_section(self, plots, plot_error, link_base):
+        self.w("## Plots")
+        self.w()
+        if plot_error:
+            self.w("*No plots: %s.*" % plot_error)
+            self.w()
+            return
+        for name, title in plots:
+            self.w("![%s](%s)" % (title, link_base + name))
+            self.w()
+
+    def files_section(self):
+        self.w("## Files")
+        self.w()
+        self.w("In `%s`: `results.jsonl` (one JSON object per run, everything above and the "
+               "load generator's status and error counts), `results.csv` (the same, one row per "
+               "run), `meta.json` (the setup), `logs/` (each frontend's configuration and logs, "
+               "and cmsfront-load's JSON for every run), the plots." % self.outdir.name)
+        self.w()
+
+
+def describe_failures(row):
+    parts = []
+    for kind, count in sorted((row.get("errors") or {}).items()):
+        if count:
+            parts.append("%s %s" % (fmt_int(count), kind.replace("_", " ")))
+    for status, count in sorted((row.get("status") or {}).items()):
+        if not str(status).startswith("2") and count:
+            parts.append("%s × %s" % (fmt_int(count), status))
+    n, completed = row.get("requests"), row.get("completed")
+    if n is not None and completed is not None:
+        attempted = completed + sum((row.get("errors") or {}).values())
+        if attempted < n:
+            parts.append("%s not sent" % fmt_int(n - attempted))
+    return ", ".join(parts)
+
+
+# The plots: file, title, y label, row field.
+PLOTS = [
+    ("rps_vs_concurrency.png", "Successful requests/s vs concurrent clients", "requests/s",
+     "rps"),
+    ("failures_vs_concurrency.png", "Failed requests vs concurrent clients", "failed requests",
+     "failed"),
+    ("req_per_cpu_vs_concurrency.png",
+     "Requests per CPU-second of the frontend vs concurrent clients",
+     "requests per frontend CPU-second", "req_per_cpu_s"),
+]
+
+
+# --- plots ------------------------------------------------------------------------------------
+def draw_plots(report, outdir):
+    """Returns ([(file, title)], error text or None)."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return [], "matplotlib is not installed (Debian: apt-get install python3-matplotlib)"
+
+    panels = [(g, t) for g, t in (("off", "keep-alive off (handshake per request)"),
+                                  ("on", "keep-alive on"),
+                                  ("cherrypy", "CherryPy backend, keep-alive"))
+              if report.groups[g]]
+    if not panels:
+        return [], "no runs to plot"
+
+    def series(group, frontend, value):
+        """(concurrency, value) points; for a concurrency run twice (1,000/200 and
+        5,000/200), the run with more requests."""
+        best = {}
+        for sc in report.groups[group]:
+            row = report.get(sc, frontend)
+            if not row or not ran(row):
+                continue
+            c = row.get("concurrency")
+            if c not in best or (row.get("requests") or 0) > (best[c].get("requests") or 0):
+                best[c] = row
+        pts = [(c, value(best[c])) for c in sorted(best)]
+        return [(c, v) for c, v in pts if v is not None]
+
+    markers = {"cmsfront": "o", "nginx": "s", "haproxy": "^", "apache": "D"}
+    made = []
+    values = {"rps": lambda r: r.get("rps"), "failed": lambda r: r.get("failed"),
+              "req_per_cpu_s": lambda r: r.get("req_per_cpu_s")}
+    for filename, title, ylabel, key in PLOTS:
+        value = values[key]
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
+        for ax, (group, panel_title) in zip(axes[0], panels):
+            for fe in report.frontends:
+                pts = series(group, fe, value)
+                if not pts:
+                    continue
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker=markers.get(fe, "x"), label=PRETTY.get(fe, fe))
+            ax.set_title(panel_title, fontsize=10)
+            ax.set_xlabel("concurrent clients")
+            ax.set_ylabel(ylabel)
+            ax.set_ylim(bottom=0)
+            if ax.lines and max(max(line.get_ydata()) for line in ax.lines) <= 0:
+                ax.set_ylim(0, 1)  # all zero (no failures): a readable axis
+            ax.grid(True, alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=8)
+        suffix = " (SCALE %s)" % report.scale if report.scale != 1 else ""
+        fig.suptitle(title + suffix, fontsize=11)
+        fig.tight_layout()
+        fig.savefig(outdir / filename, dpi=100)
+        plt.close(fig)
+        made.append((filename, title))
+    return made, None
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("outdir", type=Path)
+    parser.add_argument("--output", type=Path, help="write the report here instead of "
+                        "OUTDIR/report.md (plots are not redrawn)")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args()
+    outdir = args.outdir.resolve()
+    if not (outdir / "results.jsonl").exists():
+        sys.exit("report.py: %s has no results.jsonl" % outdir)
+    rows = load_rows(outdir)
+    meta = {}
+    if (outdir / "meta.json").exists():
+        with open(outdir / "meta.json") as f:
+            meta = json.load(f)
+    suite_seconds = None
+    try:
+        suite_seconds = int((outdir / "suite_seconds").read_text().strip())
+    except (OSError, ValueError):
+        pass
+
+    report = Report(outdir, rows, meta, suite_seconds)
+    target = (args.output or outdir / "report.md").resolve()
+    if args.no_plots:
+        plots, plot_error = [], "turned off (--no-plots)"
+    elif args.output:
+        plots = [(name, title) for name, title, _, _ in PLOTS if (outdir / name).exists()]
+        plot_error = None if plots else "none were drawn in %s" % outdir
+    else:
+        plots, plot_error = draw_plots(report, outdir)
+    link_base = os.path.relpath(outdir, target.parent)
+    link_base = "" if link_base == "." else link_base.rstrip("/") + "/"
+
+    report.header()
+    report.handshake_group("off")
+    report.handshake_group("on")
+    report.cherrypy_group()
+    report.proxy_group()
+    report.problems()
+    report.plots_section(plots, plot_error, link_base)
+    report.files_section()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text("\n".join(report.out).rstrip() + "\n")
+    print("report.py: wrote %s (%d runs%s)" % (target, len(rows),
+                                               ", %d plots" % len(plots) if plots else ""))
+
+
+if __name__ == "__main__":
+    main()

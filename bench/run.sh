@@ -1,0 +1,814 @@
+#!/usr/bin/env bash
+# The full comparison: cmsfront, nginx, HAProxy and Apache httpd, one command.
+#
+#   bench/run.sh                                   # everything (about 5-10 minutes on 2 cores)
+#   SCALE=10 bench/run.sh                          # a tenth of the requests: a quick full pass
+#   FRONTENDS="cmsfront nginx" SCENARIOS="5000/200:off 5000/200:on" bench/run.sh
+#
+# What it does, in order: installs what it needs (tools/install-deps.sh; nginx-light, haproxy,
+# apache2 only for the frontends selected; python3-matplotlib for the plots), builds cmsfront
+# if needed, makes the grid fixtures once (tests/pki/make_grid_fixtures.py, the client CA's
+# CRL with REVOKED entries), builds the trust store (Debian's IGTF bundle + the fixture CAs, as
+# bench/handshake_nginx.sh does), then, for every frontend and every backend kind the
+# scenarios use: starts the backend (the native cmsfront-test-backend, one thread, or the
+# CherryPy app of the integration tests with 10 threads) and the frontend pinned to
+# FRONTEND_CPU with one worker, sends a warm-up, and runs that kind's scenarios one after the
+# other with build/cmsfront-load pinned to CLIENT_CPU, reading the frontend's CPU time from
+# /proc before and after each run. One JSON object per run goes to OUT/results.jsonl and one
+# row to OUT/results.csv; bench/report.py then writes OUT/report.md and the PNG plots.
+#
+# Scenarios (SCENARIOS, space separated): N/C:KEEPALIVE[:BACKEND[:CREDENTIAL]]
+#   N           requests (a "k" suffix multiplies by 1000: 5k = 5000), divided by SCALE
+#   C           concurrent client connections
+#   KEEPALIVE   off: a new TCP + TLS connection (full handshake, client certificate) per
+#               request (cmsfront-load --new-connection); on: C keep-alive connections
+#   BACKEND     native (default): build/cmsfront-test-backend; cherrypy: the CherryPy app
+#               (tests/integration/backends/cherrypy_app.py, 10 threads, CHERRYPY_PATH)
+#   CREDENTIAL  user (default): creds/user_ecdsa.pem; proxy: creds/proxy_rfc.pem (an RFC 3820
+#               proxy; peers are expected to refuse it, and the report says so)
+# The requests actually sent are max(N / SCALE, min(N, C)): SCALE never leaves fewer requests
+# than connections, so the concurrency of a row stays what it says.
+#
+# Environment (defaults in brackets):
+#   FRONTENDS ["cmsfront nginx haproxy apache"]
+#   SCENARIOS [the seed table 1000/100 1000/200 5000/200 5000/300 5000/500 5000/1000 with
+#             keep-alive off, then on; CherryPy 2000/100 2000/500 2000/1000 keep-alive on;
+#             200/10:off:native:proxy]
+#   SCALE [1]            divisor of every N
+#   OUT [bench/results/run-<UTC timestamp>]; without OUT the report is also copied to
+#                        bench/RESULTS.md (RESULTS_COPY=FILE to name another copy, or none
+#                        when OUT is given)
+#   FRONTEND_CPU [0], CLIENT_CPU [1]   taskset CPU lists (the backends share CLIENT_CPU)
+#   REVOKED [20000]      entries in the client CA's CRL
+#   FIXTURES [/var/tmp/cmsfront-bench/grid-r$REVOKED]  fixture directory, reused while fresh
+#   IGTF [1]             add /etc/grid-security/certificates to the trust store
+#   WARMUP [200]         requests (new connection each, divided by SCALE, at least 20) sent
+#                        to each frontend after it starts, not measured
+#   RUN_TIMEOUT [300]    seconds one load run may take before it is killed (row: timeout)
+#   REQUEST_TIMEOUT [30] cmsfront-load --timeout (per request, connect included)
+#   MAX_SECONDS [1140]   once the suite has run this long, the remaining runs are recorded as
+#                        skipped (time budget) instead of being run
+#   APACHE_WORKERS [64]  threads of Apache's one child process (a thread per handshake)
+#   CHERRYPY_THREADS [10], CHERRYPY_PATH [/work?ms=10], NATIVE_PATH [/]
+#   INSTALL [1]          0: install nothing (missing peers are recorded as not installed)
+#   BUILD [auto]         auto: build when a binary is missing, else bring build/ up to date
+#                        (cmake --build, three targets); 0: never build; BUILD_DIR [build]
+#   PLOTS [1]            0: do not install matplotlib (plots are still drawn if it is there)
+# Exit status: 0 when the suite ran (failed requests are results, not errors), 1 when it could
+# not start (missing binaries, fixtures, trust store), 2 for a bad SCENARIOS/FRONTENDS/SCALE.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+repo=$PWD
+export PATH="/usr/sbin:/usr/bin:/sbin:/bin:$PATH"
+PY=/usr/bin/python3
+
+default_scenarios="1000/100:off 1000/200:off 5000/200:off 5000/300:off 5000/500:off 5000/1000:off
+1000/100:on 1000/200:on 5000/200:on 5000/300:on 5000/500:on 5000/1000:on
+2000/100:on:cherrypy 2000/500:on:cherrypy 2000/1000:on:cherrypy
+200/10:off:native:proxy"
+
+read -r -a frontends <<<"${FRONTENDS:-cmsfront nginx haproxy apache}"
+read -r -d '' -a scenario_tokens <<<"${SCENARIOS:-$default_scenarios}" || true
+scale=${SCALE:-1}
+stamp=$(date -u +%Y%m%dT%H%M%SZ)
+if [[ -n "${OUT:-}" ]]; then
+  out=$OUT
+  results_copy=${RESULTS_COPY:-}
+else
+  out=$repo/bench/results/run-$stamp
+  results_copy=${RESULTS_COPY:-$repo/bench/RESULTS.md}
+fi
+frontend_cpu=${FRONTEND_CPU:-0}
+if [[ -z "${CLIENT_CPU:-}" ]] && (($(nproc) < 2)); then
+  client_cpu=0
+else
+  client_cpu=${CLIENT_CPU:-1}
+fi
+revoked=${REVOKED:-20000}
+fixtures=${FIXTURES:-/var/tmp/cmsfront-bench/grid-r$revoked}
+use_igtf=${IGTF:-1}
+warmup=${WARMUP:-200}
+run_timeout=${RUN_TIMEOUT:-300}
+request_timeout=${REQUEST_TIMEOUT:-30}
+max_seconds=${MAX_SECONDS:-1140}
+apache_workers=${APACHE_WORKERS:-64}
+cherrypy_threads=${CHERRYPY_THREADS:-10}
+cherrypy_path=${CHERRYPY_PATH:-/work?ms=10}
+native_path=${NATIVE_PATH:-/}
+install=${INSTALL:-1}
+build=${BUILD:-auto}
+plots=${PLOTS:-1}
+build_dir=${BUILD_DIR:-$repo/build}
+cmsfront=$build_dir/cmsfront
+backend=$build_dir/cmsfront-test-backend
+load=$build_dir/cmsfront-load
+nginx=/usr/sbin/nginx
+igtf=/etc/grid-security/certificates
+clk_tck=$(getconf CLK_TCK)
+
+die_usage() { echo "run.sh: $*" >&2; exit 2; }
+
+# --- arguments ----------------------------------------------------------------------------------
+[[ "$scale" =~ ^[1-9][0-9]*$ ]] || die_usage "SCALE must be a positive integer, not '$scale'"
+((${#frontends[@]})) || die_usage "FRONTENDS is empty"
+for fe in "${frontends[@]}"; do
+  case $fe in
+    cmsfront | nginx | haproxy | apache) ;;
+    *) die_usage "unknown frontend '$fe' (cmsfront, nginx, haproxy, apache)" ;;
+  esac
+done
+((${#scenario_tokens[@]})) || die_usage "SCENARIOS is empty"
+
+# Parsed scenarios, index-aligned: id (normalised token), nominal N, C, keep-alive, backend
+# kind, credential.
+sc_id=() sc_n=() sc_c=() sc_ka=() sc_kind=() sc_cred=()
+for token in "${scenario_tokens[@]}"; do
+  if [[ ! "$token" =~ ^([0-9]+)(k?)/([0-9]+):(on|off)(:(native|cherrypy))?(:(user|proxy))?$ ]]; then
+    die_usage "bad scenario '$token' (N/C:on|off[:native|cherrypy[:user|proxy]], e.g. 5000/200:off)"
+  fi
+  n=$((10#${BASH_REMATCH[1]}))
+  [[ -n "${BASH_REMATCH[2]}" ]] && n=$((n * 1000))
+  c=$((10#${BASH_REMATCH[3]}))
+  ((n > 0 && c > 0)) || die_usage "scenario '$token': N and C must be positive"
+  kind=${BASH_REMATCH[6]:-native}
+  cred=${BASH_REMATCH[8]:-user}
+  sc_id+=("$n/$c:${BASH_REMATCH[4]}:$kind:$cred")
+  sc_n+=("$n") sc_c+=("$c") sc_ka+=("${BASH_REMATCH[4]}") sc_kind+=("$kind") sc_cred+=("$cred")
+done
+# Backend kinds in the order the scenarios first name them.
+kinds=()
+for kind in "${sc_kind[@]}"; do
+  [[ " ${kinds[*]} " == *" $kind "* ]] || kinds+=("$kind")
+done
+
+scheduled() {  # N C: the requests a scenario sends at this SCALE
+  local n=$1 c=$2 s
+  s=$((n / scale))
+  local floor=$((c < n ? c : n))
+  ((s < floor)) && s=$floor
+  ((s < 1)) && s=1
+  echo "$s"
+}
+
+selected() { [[ " ${frontends[*]} " == *" $1 "* ]]; }
+
+suite_start=$SECONDS
+say() { echo "run.sh [$(date -u +%H:%M:%S)]: $*" >&2; }
+
+# --- dependencies and build ----------------------------------------------------------------------
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+# shellcheck source=bench/peers/apache.sh
+source "$repo/bench/peers/apache.sh"
+# shellcheck source=bench/peers/haproxy.sh
+source "$repo/bench/peers/haproxy.sh"
+
+declare -A unavailable=()  # frontend -> why it cannot run
+if [[ "$install" == 1 ]]; then
+  tools/install-deps.sh >&2
+  if selected nginx && [[ ! -x "$nginx" ]]; then
+    say "installing nginx-light"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx-light \
+      >/dev/null 2>&1 || true
+  fi
+  if selected haproxy; then haproxy_install || true; fi
+  if selected apache; then apache_install || true; fi
+  if [[ "$plots" == 1 ]] && ! "$PY" -c 'import matplotlib' 2>/dev/null; then
+    say "installing python3-matplotlib for the plots"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+      python3-matplotlib >/dev/null 2>&1 || {
+      apt-get update -qq >/dev/null 2>&1 || true
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        python3-matplotlib >/dev/null 2>&1 || say "python3-matplotlib did not install: no plots"
+    }
+  fi
+fi
+selected nginx && [[ ! -x "$nginx" ]] && unavailable[nginx]="not installed ($nginx missing)"
+selected haproxy && [[ ! -x "$haproxy_bin" ]] && unavailable[haproxy]="not installed ($haproxy_bin missing)"
+selected apache && [[ ! -x "$apache_bin" ]] && unavailable[apache]="not installed ($apache_bin missing)"
+
+if [[ "$build" != 0 ]]; then
+  if [[ ! -x "$cmsfront" || ! -x "$backend" || ! -x "$load" || ! -f "$build_dir/build.ninja" ]]; then
+    if [[ "$build_dir" == "$repo/build" ]]; then
+      say "building (tools/build.sh --release)"
+      tools/build.sh --release >&2
+    fi
+  else
+    if ! build_log=$(cmake --build "$build_dir" --target cmsfront cmsfront_test_backend cmsfront-load 2>&1); then
+      echo "$build_log" >&2
+      echo "run.sh: the build failed" >&2
+      exit 1
+    fi
+  fi
+fi
+for tool in "$cmsfront" "$backend" "$load" "$(command -v taskset || true)" "$(command -v curl || true)"; do
+  if [[ -z "$tool" || ! -x "$tool" ]]; then
+    echo "run.sh: missing ${tool:-taskset or curl} (build first: tools/build.sh; tools/install-deps.sh)" >&2
+    exit 1
+  fi
+done
+
+# Connections: the biggest scenario needs ~2 descriptors per client in the frontend.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+bench_init bench-run
+chmod 755 "$work"  # Apache's child runs as www-data
+mkdir -p "$out/logs"
+out=$(cd "$out" && pwd)
+jsonl=$out/results.jsonl
+csv=$out/results.csv
+: >"$jsonl"
+
+# --- fixtures and the trust store ---------------------------------------------------------------
+say "grid fixtures in $fixtures (client CA's CRL: $revoked entries; reused while fresh)"
+mkdir -p "$(dirname "$fixtures")"
+"$PY" tests/pki/make_grid_fixtures.py "$fixtures" --revoked-count "$revoked" >/dev/null
+grid=$fixtures
+ca_dir=$work/ca_dir
+mkdir -p "$ca_dir"
+if [[ "$use_igtf" == 1 && -d "$igtf" ]]; then
+  cp -P "$igtf"/* "$ca_dir"/
+fi
+cp -P "$grid/ca_dir"/* "$ca_dir"/
+ca_bundle=$work/ca-bundle.pem
+crl_bundle=$work/crl-bundle.pem
+cat "$ca_dir"/*.[0-9] >"$ca_bundle" 2>/dev/null
+cat "$ca_dir"/*.r[0-9] >"$crl_bundle"
+chmod 644 "$ca_bundle" "$crl_bundle"
+server_cert=$grid/server.pem
+server_key=$grid/server.key
+ca_files=$(find "$ca_dir" -maxdepth 1 -regextype posix-extended -regex '.*/[0-9a-f]{8}\.[0-9]+' | wc -l)
+crl_entries=$(openssl crl -in "$grid/cas/root/crl.pem" -noout -text | grep -c 'Serial Number:' || true)
+say "trust store: $ca_files CA files; the client CA's CRL has $crl_entries entries"
+
+credential_file() {  # user|proxy
+  case $1 in
+    proxy) echo "$grid/creds/proxy_rfc.pem" ;;
+    *) echo "$grid/creds/user_ecdsa.pem" ;;
+  esac
+}
+
+# --- backends -------------------------------------------------------------------------------------
+backend_pid="" backend_port="" backend_control=""
+
+start_cherrypy() {
+  local i line
+  backend_port=$(free_port)
+  backend_control=$(free_port)
+  taskset -c "$client_cpu" "$PY" tests/integration/backends/cherrypy_app.py --port "$backend_port" \
+    --control-port "$backend_control" --threads "$cherrypy_threads" \
+    >"$work/cherrypy.out" 2>"$work/cherrypy.err" &
+  backend_pid=$!
+  pids+=("$backend_pid")
+  for ((i = 0; i < 300; i++)); do
+    line=$(head -1 "$work/cherrypy.out" 2>/dev/null || true)
+    [[ "$line" == *control_port* ]] && return 0
+    kill -0 "$backend_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  say "the CherryPy backend did not start: $(tail -5 "$work/cherrypy.err" 2>/dev/null)"
+  return 1
+}
+
+# start_native: a fresh cmsfront-test-backend (one thread) on CLIENT_CPU (lib.sh's
+# start_backend, but returning 1 instead of exiting when it does not start).
+start_native() {
+  local log=$work/backend.out i
+  : >"$log"
+  taskset -c "$client_cpu" "$backend" --listen 127.0.0.1:0 --threads 1 >"$log" 2>&1 &
+  backend_pid=$!
+  pids+=("$backend_pid")
+  for ((i = 0; i < 100; i++)); do
+    backend_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")
+    [[ -n "$backend_port" ]] && return 0
+    sleep 0.05
+  done
+  say "the native backend did not start: $(tail -5 "$log")"
+  return 1
+}
+
+start_kind_backend() {  # KIND
+  backend_control=""
+  case $1 in
+    cherrypy) start_cherrypy ;;
+    *) start_native ;;
+  esac
+}
+
+# backend_stats: "MAX OPENED" -- the most backend connections open at once and connections
+# accepted, since the last reset (CherryPy) or since the backend started (native).
+backend_stats() {
+  if [[ -n "$backend_control" ]]; then
+    curl -s -m 5 "http://127.0.0.1:$backend_control/stats" | "$PY" -c '
+import json, sys
+j = json.load(sys.stdin); print(j.get("max", ""), j.get("accepted", ""))' 2>/dev/null || echo " "
+  else
+    curl -s -m 5 "http://127.0.0.1:$backend_port/__stats" | "$PY" -c '
+import json, sys
+j = json.load(sys.stdin); print(j.get("connections_max", ""), j.get("connections_total", ""))' \
+      2>/dev/null || echo " "
+  fi
+}
+
+backend_reset() {
+  if [[ -n "$backend_control" ]]; then
+    curl -s -m 5 -o /dev/null "http://127.0.0.1:$backend_control/reset" || true
+  fi
+}
+
+# stop_pid PID: SIGTERM, up to 10 s, then SIGKILL; forgets the pid.
+stop_pid() {
+  local pid=$1 i
+  [[ -n "$pid" ]] || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    [[ "$(proc_state "$pid")" == Z ]] && break
+    sleep 0.1
+  done
+  kill -9 "$pid" 2>/dev/null || true
+  stop "$pid"
+}
+
+proc_state() {  # PID: the state letter, empty when gone
+  local stat
+  stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+  stat=${stat##*) }
+  echo "${stat%% *}"
+}
+
+# --- frontends ------------------------------------------------------------------------------------
+fe_pid="" fe_port="" fe_dir=""
+
+write_cmsfront_config() {  # FILE PORT BACKEND_PORT BACKEND_CONNECTIONS
+  cat >"$1" <<EOF
+[server]
+workers = 1
+max_connections = 20000
+shutdown_timeout = "1s"
+
+[[listener]]
+address = "127.0.0.1:$2"
+tls = "main"
+
+[tls.main]
+certificate = "$server_cert"
+key = "$server_key"
+client_certificates = "request"
+ca_dir = "$ca_dir"
+crl = "require"
+
+[backend.b]
+servers = ["http://127.0.0.1:$3"]
+max_connections = $4
+max_queue = 2000
+queue_timeout = "30s"
+
+[[route]]
+path = "/"
+backend = "b"
+auth = "cert"
+EOF
+}
+
+write_nginx_config() {  # DIR PORT BACKEND_PORT KEEPALIVE
+  local dir=$1
+  mkdir -p "$dir/temp"
+  {
+    nginx_prelude "$dir"
+    cat <<EOF
+  upstream b {
+    server 127.0.0.1:$3;
+    keepalive $4;
+  }
+  server {
+    listen 127.0.0.1:$2 ssl;
+    ssl_certificate $server_cert;
+    ssl_certificate_key $server_key;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_verify_client optional;
+    ssl_client_certificate $ca_bundle;
+    ssl_crl $crl_bundle;
+    ssl_verify_depth 10;
+    location / {
+      if (\$ssl_client_verify != SUCCESS) { return 403; }
+      proxy_pass http://b;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header SSL_CLIENT_S_DN \$ssl_client_s_dn;
+    }
+  }
+}
+EOF
+  } >"$dir/nginx.conf"
+}
+
+# wait_ready PORT PID PATH: until a request with the user certificate gets any HTTP answer.
+wait_ready() {
+  local port=$1 pid=$2 path=$3 i code
+  for ((i = 0; i < 150; i++)); do
+    fe_alive_pid "$pid" || return 1
+    code=$(curl -sk -o /dev/null -m 2 -w '%{http_code}' --cert "$(credential_file user)" \
+           "https://127.0.0.1:$port$path" 2>/dev/null) || true
+    [[ -n "$code" && "$code" != 000 ]] && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+fe_alive_pid() {
+  local state
+  state=$(proc_state "$1")
+  [[ -n "$state" && "$state" != Z ]]
+}
+
+fe_alive() { [[ -n "$fe_pid" ]] && fe_alive_pid "$fe_pid"; }
+
+kind_path() { [[ "$1" == cherrypy ]] && echo "$cherrypy_path" || echo "$native_path"; }
+
+# fe_start NAME KIND: starts NAME in front of the running backend; sets fe_pid, fe_port,
+# fe_dir. Returns 1 (and leaves nothing running) when it does not come up.
+fe_start() {
+  local name=$1 kind=$2 conns=64 path
+  [[ "$kind" == cherrypy ]] && conns=$cherrypy_threads
+  path=$(kind_path "$kind")
+  fe_dir=$work/fe-$name-$kind
+  mkdir -p "$fe_dir"
+  chmod 755 "$fe_dir"
+  fe_port=$(free_port)
+  fe_pid=""
+  case $name in
+    cmsfront)
+      write_cmsfront_config "$fe_dir/cmsfront.toml" "$fe_port" "$backend_port" "$conns"
+      taskset -c "$frontend_cpu" "$cmsfront" --config "$fe_dir/cmsfront.toml" >"$fe_dir/cmsfront.log" 2>&1 &
+      fe_pid=$!
+      pids+=("$fe_pid")
+      wait_ready "$fe_port" "$fe_pid" "$path" || { tail -20 "$fe_dir/cmsfront.log" >&2; fe_stop_quiet; return 1; }
+      ;;
+    nginx)
+      write_nginx_config "$fe_dir" "$fe_port" "$backend_port" "$conns"
+      taskset -c "$frontend_cpu" "$nginx" -p "$fe_dir" -c "$fe_dir/nginx.conf" -g 'daemon off;' \
+        >"$fe_dir/nginx.out" 2>&1 &
+      fe_pid=$!
+      pids+=("$fe_pid")
+      wait_ready "$fe_port" "$fe_pid" "$path" || {
+        cat "$fe_dir/nginx.out" "$fe_dir/error.log" 2>/dev/null | tail -20 >&2; fe_stop_quiet; return 1; }
+      ;;
+    haproxy)
+      haproxy_write_config "$fe_dir" "$fe_port" "$backend_port" "$ca_bundle" "$crl_bundle" \
+        "$server_cert" "$server_key" 1 2>>"$fe_dir/driver.log"
+      if [[ "$kind" == cherrypy ]]; then
+        # Like cmsfront's max_connections: at most $conns backend connections, the rest queue.
+        sed -i -e "s/^\(  server b 127\.0\.0\.1:[0-9]* maxconn\) [0-9]*/\1 $conns/" \
+          -e 's/^\(  timeout server .*\)$/\1\n  timeout queue 30s/' "$fe_dir/haproxy.cfg"
+      fi
+      haproxy_start "$fe_dir" "$frontend_cpu" || { fe_pid=${haproxy_pid:-}; fe_stop_quiet; return 1; }
+      fe_pid=$haproxy_pid
+      ;;
+    apache)
+      apache_write_config "$fe_dir" "$fe_port" "$backend_port" "$ca_bundle" "$crl_bundle" \
+        "$server_cert" "$server_key" "$apache_workers"
+      if [[ "$kind" == cherrypy ]]; then
+        # mod_proxy's pool: at most $conns backend connections per child, the rest wait.
+        sed -i "s|^\(  ProxyPass / http://127\.0\.0\.1:[0-9]*/ retry=0 ttl=120\)$|\1 max=$conns|" \
+          "$fe_dir/httpd.conf"
+      fi
+      apache_start "$fe_dir" "$frontend_cpu" || { fe_pid=${apache_pid:-}; fe_stop_quiet; return 1; }
+      fe_pid=$apache_pid
+      ;;
+  esac
+  return 0
+}
+
+fe_stop_quiet() {
+  stop_pid "$fe_pid"
+  fe_pid=""
+}
+
+# fe_stop NAME KIND: stops it and keeps its configuration and logs in OUT/logs.
+fe_stop() {
+  fe_stop_quiet
+  local keep=$out/logs/$1-$2
+  mkdir -p "$keep"
+  find "$fe_dir" -maxdepth 1 -type f \( -name '*.log' -o -name '*.out' -o -name '*.conf' \
+    -o -name '*.cfg' -o -name '*.toml' \) -exec cp {} "$keep"/ \; 2>/dev/null || true
+}
+
+fe_ticks() {  # NAME: the frontend's CPU ticks (all its processes and threads), empty if gone
+  fe_alive || return 0
+  case $1 in
+    apache) apache_cpu_ticks "$fe_pid" 2>/dev/null || true ;;
+    *) cpu_ticks "$fe_pid" 2>/dev/null || true ;;
+  esac
+}
+
+fe_rss_kib() {  # NAME: peak RSS (VmHWM) of the serving process, empty if gone
+  fe_alive || return 0
+  local pid=$fe_pid best=0 child v
+  if [[ "$1" == apache ]]; then
+    # The parent does not serve: the biggest child's peak.
+    for child in $(ps -o pid= --ppid "$fe_pid" 2>/dev/null); do
+      v=$(rss_peak_kib "$child" 2>/dev/null || true)
+      [[ -n "$v" ]] && ((v > best)) && best=$v
+    done
+    echo "$best"
+    return 0
+  fi
+  rss_peak_kib "$pid" 2>/dev/null || true
+}
+
+fe_version() {
+  case $1 in
+    cmsfront) "$cmsfront" --version 2>&1 | head -1 ;;
+    nginx) "$nginx" -v 2>&1 | sed 's/^nginx version: //' ;;
+    haproxy) haproxy_version ;;
+    apache) apache_version ;;
+  esac
+}
+
+fe_settings() {
+  case $1 in
+    cmsfront) echo "workers = 1; client_certificates = request, ca_dir, crl = require, verification cache on (default 20000); route auth = cert; backend max_connections 64 (native) / $cherrypy_threads (CherryPy), max_queue 2000" ;;
+    nginx) echo "worker_processes 1, master_process off; ssl_verify_client optional + 403 unless SUCCESS; ssl_client_certificate (CA bundle), ssl_crl (all CRLs); upstream keepalive 64 (native) / $cherrypy_threads (CherryPy; nginx has no cap-and-queue, so no max_conns)" ;;
+    haproxy) echo "nbthread 1; verify optional, ca-file + crl-file, 403 unless verified; http-reuse always; server maxconn 1000 (native) / $cherrypy_threads with timeout queue 30s (CherryPy)" ;;
+    apache) echo "event MPM, one child with $apache_workers threads (ServerLimit 1); SSLVerifyClient optional, SSLCARevocationCheck chain, Require SSL_CLIENT_VERIFY == SUCCESS; ProxyPass pool (max=$cherrypy_threads for CherryPy)" ;;
+  esac
+}
+
+# --- one run ---------------------------------------------------------------------------------------
+csv_header="frontend,scenario,keepalive,requests,concurrency,ok,failed,rps,p50_ms,p99_ms,cpu_s,req_per_cpu_s,rss_mib,backend,credential,outcome,errors,status,backend_conns_max,backend_conns_opened,elapsed_s,note"
+echo "$csv_header" >"$csv"
+
+# record: appends one run to results.jsonl and results.csv from the R_* variables and the
+# load generator's JSON (R_LOAD_JSON, may be missing or empty).
+record() {
+  R_JSONL=$jsonl R_CSV=$csv R_CLK_TCK=$clk_tck "$PY" - <<'PYEOF'
+import csv, json, os
+
+e = os.environ
+def num(name):
+    v = e.get(name, "")
+    try:
+        return int(v)
+    except ValueError:
+        try:
+            return float(v)
+        except ValueError:
+            return None
+
+load = {}
+path = e.get("R_LOAD_JSON", "")
+if path and os.path.exists(path):
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+        if text:
+            load = json.loads(text.splitlines()[-1])
+    except (OSError, ValueError):
+        load = {}
+outcome = e.get("R_OUTCOME", "ran")
+if outcome == "ran" and not load:
+    outcome = "no-output"
+requests = num("R_REQUESTS")
+status = {str(k): int(v) for k, v in (load.get("status") or {}).items()}
+ok = sum(v for k, v in status.items() if k.startswith("2"))
+errors = {k: int(v) for k, v in (load.get("errors") or {}).items() if int(v)}
+elapsed = load.get("elapsed_s")
+hz = int(e["R_CLK_TCK"])
+before, after = num("R_TICKS_BEFORE"), num("R_TICKS_AFTER")
+cpu_s = (after - before) / hz if before is not None and after is not None and after >= before else None
+rss_kib = num("R_RSS_KIB")
+lat = load.get("latency_ms") or {}
+row = {
+    "frontend": e["R_FRONTEND"],
+    "version": e.get("R_VERSION", ""),
+    "scenario": e["R_SCENARIO"],
+    "backend": e["R_KIND"],
+    "credential": e["R_CRED"],
+    "keepalive": e["R_KA"] == "on",
+    "requests_nominal": num("R_NOMINAL"),
+    "requests": requests,
+    "concurrency": num("R_CONCURRENCY"),
+    "completed": load.get("requests"),
+    "ok": ok,
+    "failed": (requests - ok) if requests is not None else None,
+    "non_2xx": sum(v for k, v in status.items() if not k.startswith("2")),
+    "errors": errors,
+    "status": status,
+    "elapsed_s": elapsed,
+    "rps": round(ok / elapsed, 1) if elapsed else (0.0 if load else None),
+    "rps_all": load.get("rps"),
+    "p50_ms": lat.get("p50") if ok or status else None,
+    "p99_ms": lat.get("p99") if ok or status else None,
+    "handshakes": load.get("handshakes"),
+    "cpu_s": round(cpu_s, 3) if cpu_s is not None else None,
+    "req_per_cpu_s": round(ok / cpu_s) if cpu_s else None,
+    "rss_mib": round(rss_kib / 1024, 1) if rss_kib else None,
+    "backend_conns_max": num("R_BCONN_MAX"),
+    "backend_conns_opened": num("R_BCONN_OPENED"),
+    "outcome": outcome,
+    "note": e.get("R_NOTE", ""),
+    "started_utc": e.get("R_STARTED", ""),
+    "wall_s": num("R_WALL"),
+}
+with open(e["R_JSONL"], "a") as f:
+    f.write(json.dumps(row, sort_keys=False) + "\n")
+def cell(v):
+    return "" if v is None else v
+with open(e["R_CSV"], "a", newline="") as f:
+    csv.writer(f).writerow([
+        row["frontend"], row["scenario"], "on" if row["keepalive"] else "off", cell(row["requests"]),
+        cell(row["concurrency"]), row["ok"], cell(row["failed"]), cell(row["rps"]),
+        cell(row["p50_ms"]), cell(row["p99_ms"]), cell(row["cpu_s"]), cell(row["req_per_cpu_s"]),
+        cell(row["rss_mib"]), row["backend"], row["credential"], row["outcome"],
+        ";".join("%s=%d" % kv for kv in sorted(errors.items())),
+        ";".join("%s=%d" % kv for kv in sorted(status.items())),
+        cell(row["backend_conns_max"]), cell(row["backend_conns_opened"]), cell(elapsed),
+        row["note"]])
+print("%s %s: %s, %s ok of %s, %s req/s, %s CPU-s, %s req per CPU-s" % (
+    row["frontend"], row["scenario"], row["outcome"], row["ok"], row["requests"], row["rps"],
+    row["cpu_s"], row["req_per_cpu_s"]))
+PYEOF
+}
+
+# record_not_run NAME INDEX OUTCOME NOTE: a row for a run that could not happen.
+record_not_run() {
+  local i=$2
+  R_FRONTEND=$1 R_VERSION="${versions[$1]:-}" R_SCENARIO=${sc_id[$i]} R_KIND=${sc_kind[$i]} \
+    R_CRED=${sc_cred[$i]} R_KA=${sc_ka[$i]} R_NOMINAL=${sc_n[$i]} \
+    R_REQUESTS=$(scheduled "${sc_n[$i]}" "${sc_c[$i]}") R_CONCURRENCY=${sc_c[$i]} \
+    R_OUTCOME=$3 R_NOTE=$4 R_LOAD_JSON="" R_STARTED=$(date -u +%FT%TZ) record >&2
+}
+
+# run_scenario NAME INDEX
+run_scenario() {
+  local name=$1 i=$2 n c ka kind cred path url out_json before after rss rc=0 outcome=ran note=""
+  n=$(scheduled "${sc_n[$i]}" "${sc_c[$i]}")
+  c=${sc_c[$i]} ka=${sc_ka[$i]} kind=${sc_kind[$i]} cred=${sc_cred[$i]}
+  path=$(kind_path "$kind")
+  url="https://127.0.0.1:$fe_port$path"
+  local tag="${sc_id[$i]//[\/:]/_}"
+  out_json=$out/logs/$name-$kind/load-$tag.json
+  mkdir -p "$out/logs/$name-$kind"
+  local args=(--json -n "$n" -c "$c" --timeout "$request_timeout" --cert "$(credential_file "$cred")")
+  [[ "$ka" == off ]] && args+=(--new-connection)
+  [[ "$cred" == proxy ]] && note="RFC 3820 proxy (creds/proxy_rfc.pem)"
+  backend_reset
+  local bstats_before bstats_after started t0
+  bstats_before=$(backend_stats)
+  started=$(date -u +%FT%TZ)
+  t0=$SECONDS
+  before=$(fe_ticks "$name")
+  timeout -k 5 "$run_timeout" taskset -c "$client_cpu" "$load" "${args[@]}" "$url" \
+    >"$out_json" 2>"$out_json.err" || rc=$?
+  after=$(fe_ticks "$name")
+  rss=$(fe_rss_kib "$name")
+  bstats_after=$(backend_stats)
+  if ((rc == 124 || rc == 137)); then
+    outcome=timeout
+    note="${note:+$note; }killed after RUN_TIMEOUT=${run_timeout}s"
+  elif ! fe_alive; then
+    outcome="frontend-died"
+    note="${note:+$note; }the frontend exited during the run"
+  elif ((rc != 0)); then
+    outcome="load-error"
+    note="${note:+$note; }cmsfront-load exit $rc: $(head -c 200 "$out_json.err" | tr '\n' ' ')"
+  fi
+  local bmax bopened b0
+  read -r bmax bopened <<<"$bstats_after" || true
+  read -r _ b0 <<<"$bstats_before" || true
+  if [[ -z "$backend_control" && -n "${bopened:-}" && -n "${b0:-}" ]]; then
+    bopened=$((bopened - b0))  # native: totals since start
+  fi
+  R_FRONTEND=$name R_VERSION="${versions[$name]:-}" R_SCENARIO=${sc_id[$i]} R_KIND=$kind R_CRED=$cred \
+    R_KA=$ka R_NOMINAL=${sc_n[$i]} R_REQUESTS=$n R_CONCURRENCY=$c R_OUTCOME=$outcome \
+    R_NOTE=$note R_LOAD_JSON=$out_json R_TICKS_BEFORE=$before R_TICKS_AFTER=$after \
+    R_RSS_KIB=$rss R_BCONN_MAX=${bmax:-} R_BCONN_OPENED=${bopened:-} R_STARTED=$started \
+    R_WALL=$((SECONDS - t0)) record >&2
+}
+
+warm_up() {  # NAME KIND
+  local n=$((warmup / scale)) path
+  ((n < 20)) && n=20
+  path=$(kind_path "$2")
+  timeout -k 5 "$run_timeout" taskset -c "$client_cpu" "$load" --json --new-connection -n "$n" \
+    -c 10 --timeout "$request_timeout" --cert "$(credential_file user)" \
+    "https://127.0.0.1:$fe_port$path" >"$out/logs/$1-$2/warmup.json" 2>&1 || true
+}
+
+# --- metadata -----------------------------------------------------------------------------------
+declare -A versions=()
+meta_args=()
+for fe in "${frontends[@]}"; do
+  if [[ -z "${unavailable[$fe]:-}" ]]; then
+    versions[$fe]=$(fe_version "$fe" 2>/dev/null || true)
+  fi
+  meta_args+=("$fe" "${versions[$fe]:-}" "$(fe_settings "$fe")" "${unavailable[$fe]:-}")
+done
+M_STARTED=$(date -u +%FT%TZ) M_SCALE=$scale M_SCENARIOS="${sc_id[*]}" M_FCPU=$frontend_cpu \
+  M_CCPU=$client_cpu M_CAFILES=$ca_files M_CRL=$crl_entries M_IGTF=$use_igtf \
+  M_CPT=$cherrypy_threads M_CPPATH=$cherrypy_path M_NPATH=$native_path M_WARMUP=$warmup \
+  M_REVOKED=$revoked M_RUN_TIMEOUT=$run_timeout \
+  "$PY" - "$out/meta.json" "${meta_args[@]}" <<'PYEOF'
+import json, os, sys
+e = os.environ
+cpu = ""
+try:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+except OSError:
+    pass
+with open("/proc/loadavg") as f:
+    loadavg = f.read().split()[:3]
+args = sys.argv[2:]
+frontends = {}
+order = []
+for i in range(0, len(args), 4):
+    name, version, settings, unavailable = args[i:i + 4]
+    order.append(name)
+    frontends[name] = {"version": version, "settings": settings, "unavailable": unavailable}
+meta = {
+    "started_utc": e["M_STARTED"], "host_cpu": cpu, "cpus": os.cpu_count(),
+    "loadavg_before": loadavg, "scale": int(e["M_SCALE"]),
+    "scenarios": e["M_SCENARIOS"].split(), "frontend_order": order, "frontends": frontends,
+    "frontend_cpu": e["M_FCPU"], "client_cpu": e["M_CCPU"],
+    "trust_store": {"ca_files": int(e["M_CAFILES"]), "client_ca_crl_entries": int(e["M_CRL"] or 0),
+                    "revoked_count": int(e["M_REVOKED"]), "igtf": e["M_IGTF"] == "1"},
+    "load_generator": "build/cmsfront-load, one thread",
+    "cherrypy": {"threads": int(e["M_CPT"]), "path": e["M_CPPATH"]},
+    "native_path": e["M_NPATH"], "warmup": int(e["M_WARMUP"]),
+    "run_timeout_s": int(e["M_RUN_TIMEOUT"]),
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(meta, f, indent=2)
+PYEOF
+
+# --- the runs -------------------------------------------------------------------------------------
+say "frontends: ${frontends[*]}; ${#sc_id[@]} scenarios, SCALE $scale; frontend on CPU $frontend_cpu," \
+    "load generator and backends on CPU $client_cpu; results in $out"
+for fe in "${frontends[@]}"; do
+  for kind in "${kinds[@]}"; do
+    mine=()
+    for ((i = 0; i < ${#sc_id[@]}; i++)); do
+      [[ "${sc_kind[$i]}" == "$kind" ]] && mine+=("$i")
+    done
+    if [[ -n "${unavailable[$fe]:-}" ]]; then
+      for i in "${mine[@]}"; do record_not_run "$fe" "$i" not-installed "${unavailable[$fe]}"; done
+      continue
+    fi
+    if ((SECONDS - suite_start > max_seconds)); then
+      for i in "${mine[@]}"; do
+        record_not_run "$fe" "$i" skipped "time budget: MAX_SECONDS=$max_seconds reached"
+      done
+      continue
+    fi
+    if ! start_kind_backend "$kind"; then
+      stop_pid "$backend_pid"
+      for i in "${mine[@]}"; do record_not_run "$fe" "$i" backend-down "the $kind backend did not start"; done
+      continue
+    fi
+    say "$fe in front of the $kind backend"
+    if ! fe_start "$fe" "$kind"; then
+      say "$fe did not start"
+      fe_stop "$fe" "$kind"
+      stop_pid "$backend_pid"
+      for i in "${mine[@]}"; do record_not_run "$fe" "$i" did-not-start "$fe did not start (see logs/$fe-$kind)"; done
+      continue
+    fi
+    mkdir -p "$out/logs/$fe-$kind"
+    warm_up "$fe" "$kind"
+    for i in "${mine[@]}"; do
+      if ((SECONDS - suite_start > max_seconds)); then
+        record_not_run "$fe" "$i" skipped "time budget: MAX_SECONDS=$max_seconds reached"
+        continue
+      fi
+      if ! fe_alive; then
+        say "$fe is not running: restarting it"
+        fe_stop "$fe" "$kind"
+        if ! fe_start "$fe" "$kind"; then
+          record_not_run "$fe" "$i" frontend-down "$fe had exited and did not restart"
+          continue
+        fi
+      fi
+      run_scenario "$fe" "$i"
+    done
+    fe_stop "$fe" "$kind"
+    stop_pid "$backend_pid"
+    backend_pid=""
+  done
+done
+suite_seconds=$((SECONDS - suite_start))
+say "all runs done in ${suite_seconds}s; writing the report"
+echo "$suite_seconds" >"$out/suite_seconds"
+
+"$PY" "$repo/bench/report.py" "$out" >&2
+if [[ -n "$results_copy" ]]; then
+  "$PY" "$repo/bench/report.py" "$out" --output "$results_copy" >&2
+  say "report copied to $results_copy"
+fi
+cat "$out/report.md"
+say "done in $((SECONDS - suite_start))s: $out"
