@@ -56,7 +56,8 @@ cpu_ticks() {
 rss_peak_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
 # start_backend CPU: a fresh cmsfront-test-backend (one thread) on CPU; sets backend_pid and
-# backend_port. Needs $backend (the binary).
+# backend_port. Needs $backend (the binary). Returns 1 when it does not start (a script under
+# `set -e` then stops; bench/run.sh records the failure and goes on).
 start_backend() {
   local out=$work/backend.out i
   : >"$out"
@@ -69,7 +70,32 @@ start_backend() {
     sleep 0.05
   done
   log "the backend did not start: $(cat "$out")"
-  exit 1
+  return 1
+}
+
+# install_service_package PACKAGE BINARY: installs a Debian package that ships a system
+# service (apache2, haproxy) without letting its postinst start that service: a
+# policy-rc.d that says no is put in place for the install when there is none. Our instances
+# use their own configurations and ports.
+install_service_package() {
+  local package=$1 binary=$2 made_policy=0 rc=0
+  [[ -x "$binary" ]] && return 0
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" \
+    >/dev/null 2>&1 || {
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$package" \
+      >/dev/null 2>&1 || rc=$?
+  }
+  ((made_policy)) && rm -f /usr/sbin/policy-rc.d
+  if ((rc != 0)) || [[ ! -x "$binary" ]]; then
+    echo "install_service_package: apt-get install $package failed" >&2
+    return 1
+  fi
 }
 
 # nginx_prelude DIR: the top of an nginx.conf for a benchmark: one process that is itself the

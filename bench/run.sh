@@ -271,28 +271,11 @@ start_cherrypy() {
   return 1
 }
 
-# start_native: a fresh cmsfront-test-backend (one thread) on CLIENT_CPU (lib.sh's
-# start_backend, but returning 1 instead of exiting when it does not start).
-start_native() {
-  local log=$work/backend.out i
-  : >"$log"
-  taskset -c "$client_cpu" "$backend" --listen 127.0.0.1:0 --threads 1 >"$log" 2>&1 &
-  backend_pid=$!
-  pids+=("$backend_pid")
-  for ((i = 0; i < 100; i++)); do
-    backend_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$log")
-    [[ -n "$backend_port" ]] && return 0
-    sleep 0.05
-  done
-  say "the native backend did not start: $(tail -5 "$log")"
-  return 1
-}
-
 start_kind_backend() {  # KIND
   backend_control=""
   case $1 in
     cherrypy) start_cherrypy ;;
-    *) start_native ;;
+    *) start_backend "$client_cpu" ;;
   esac
 }
 

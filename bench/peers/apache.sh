@@ -41,29 +41,7 @@
 apache_bin=${APACHE_BIN:-/usr/sbin/apache2}
 apache_modules=${APACHE_MODULES:-/usr/lib/apache2/modules}
 
-apache_install() {
-  [[ -x "$apache_bin" ]] && return 0
-  # Debian's postinst starts apache2.service through invoke-rc.d unless policy-rc.d says no;
-  # put a "no" there for the duration of the install when there is none already.
-  local made_policy=0
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2 \
-    >/dev/null 2>&1 || {
-    apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends apache2 \
-      >/dev/null 2>&1 || rc=$?
-  }
-  ((made_policy)) && rm -f /usr/sbin/policy-rc.d
-  if ((rc != 0)) || [[ ! -x "$apache_bin" ]]; then
-    echo "apache_install: apt-get install apache2 failed" >&2
-    return 1
-  fi
-}
+apache_install() { install_service_package apache2 "$apache_bin"; }
 
 apache_version() {
   "$apache_bin" -v 2>/dev/null | awk -F': ' '/^Server version:/ && !n++ {print $2}'

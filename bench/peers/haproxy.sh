@@ -29,28 +29,7 @@
 
 haproxy_bin=${HAPROXY_BIN:-/usr/sbin/haproxy}
 
-haproxy_install() {
-  [[ -x "$haproxy_bin" ]] && return 0
-  # Debian's postinst starts haproxy.service through invoke-rc.d unless policy-rc.d says no.
-  local made_policy=0
-  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
-    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
-    chmod 755 /usr/sbin/policy-rc.d
-    made_policy=1
-  fi
-  local rc=0
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy \
-    >/dev/null 2>&1 || {
-    apt-get update -qq >/dev/null 2>&1 || true
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy \
-      >/dev/null 2>&1 || rc=$?
-  }
-  ((made_policy)) && rm -f /usr/sbin/policy-rc.d
-  if ((rc != 0)) || [[ ! -x "$haproxy_bin" ]]; then
-    echo "haproxy_install: apt-get install haproxy failed" >&2
-    return 1
-  fi
-}
+haproxy_install() { install_service_package haproxy "$haproxy_bin"; }
 
 haproxy_version() {
   # awk reads all of it: no SIGPIPE under a caller's pipefail.
