@@ -359,6 +359,65 @@ std::string advice(const tls::ClientIdentity& identity, const TroubleFacts& fact
          "service administrators with the details above.";
 }
 
+// Why the identity has, or has not, a CMS account: one sentence.
+std::string mapping_summary(const tls::ClientIdentity& identity, const TroubleFacts& facts) {
+  if (!facts.user_map_loaded) return "This server does not map certificates to CMS accounts.";
+  if (!identity.offered()) return "No certificate, so no CMS account to look up.";
+  if (!identity.verified()) {
+    return "Not looked up: only a verified certificate is mapped to a CMS account.";
+  }
+  if (facts.user == nullptr) {
+    return "Your DN is not registered to a CMS account (the user map has " +
+           std::to_string(facts.user_map_users) +
+           " users). Register this certificate with your account in CRIC; pages that need a "
+           "CMS account refuse it until then.";
+  }
+  return "Your DN is registered to the CMS account '" + facts.user->login + "'.";
+}
+
+std::string roles_text(const UserRecord& user) {
+  std::string text;
+  for (const auto& [role, items] : user.roles) {
+    if (!text.empty()) text += "; ";
+    text += role + ": " + items;
+  }
+  return text.empty() ? "(none)" : text;
+}
+
+void append_mapping_html(std::string& out, const tls::ClientIdentity& identity,
+                         const TroubleFacts& facts) {
+  append_row(out, "CMS account", mapping_summary(identity, facts));
+  if (facts.user == nullptr) return;
+  append_row(out, "Login", facts.user->login);
+  if (!facts.user->name.empty()) append_row(out, "Name", facts.user->name);
+  append_row(out, "Roles", roles_text(*facts.user));
+}
+
+void append_mapping_json(std::string& out, const tls::ClientIdentity& identity,
+                         const TroubleFacts& facts) {
+  out += ",\"cms_account\":{\"mapped\":";
+  out += json_bool(facts.user != nullptr);
+  out += ",\"summary\":";
+  append_json_string(out, mapping_summary(identity, facts));
+  if (facts.user != nullptr) {
+    out += ",\"login\":";
+    append_json_string(out, facts.user->login);
+    out += ",\"name\":";
+    append_json_string(out, facts.user->name);
+    out += ",\"roles\":{";
+    bool first = true;
+    for (const auto& [role, items] : facts.user->roles) {
+      if (!first) out += ",";
+      first = false;
+      append_json_string(out, role);
+      out += ":";
+      append_json_string(out, items);
+    }
+    out += "}";
+  }
+  out += "}";
+}
+
 std::string trouble_html(const tls::ClientIdentity& identity, const TroubleFacts& facts) {
   std::string out;
   append_html_head(out, "Certificate troubleshooting");
@@ -385,6 +444,7 @@ std::string trouble_html(const tls::ClientIdentity& identity, const TroubleFacts
                    std::to_string(identity.error_depth));
   }
   append_row(out, "Session resumed", yes_no(identity.resumed));
+  append_mapping_html(out, identity, facts);
   out += "</table>\n";
   const std::string what_to_do = advice(identity, facts);
   if (!what_to_do.empty()) {
@@ -431,6 +491,7 @@ std::string trouble_json(const tls::ClientIdentity& identity, const TroubleFacts
   out += std::to_string(identity.error_depth);
   out += ",\"resumed\":";
   out += json_bool(identity.resumed);
+  append_mapping_json(out, identity, facts);
   out += "}";
   return out;
 }
@@ -471,8 +532,11 @@ Page render_denied(const Decision& decision, const tls::ClientIdentity& identity
 Page render_trouble(const tls::ClientIdentity& identity, const TroubleFacts& facts, bool json) {
   // Over plain HTTP no certificate can have been presented, whatever the caller passes.
   const tls::ClientIdentity& shown = facts.tls ? identity : *tls::no_certificate_identity();
-  if (json) return {std::string(kJsonType), trouble_json(shown, facts)};
-  return {std::string(kHtmlType), trouble_html(shown, facts)};
+  // Only a verified identity has a CMS account, whatever the caller looked up.
+  TroubleFacts checked = facts;
+  if (!shown.verified()) checked.user = nullptr;
+  if (json) return {std::string(kJsonType), trouble_json(shown, checked)};
+  return {std::string(kHtmlType), trouble_html(shown, checked)};
 }
 
 }  // namespace auth

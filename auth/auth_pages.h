@@ -9,6 +9,7 @@
 #include <string_view>
 
 #include "auth/policy.h"
+#include "auth/user_map.h"
 #include "tls/client_identity.h"
 
 namespace auth {
@@ -32,6 +33,11 @@ struct TroubleFacts {
   bool tls = true;
   std::string_view protocol;  // "TLSv1.3", ... ("-" on plain HTTP)
   std::int64_t now = 0;       // unix seconds, for "days left"
+  // The CMS account: whether a user map is loaded (and its size), and the identity's record
+  // in it (nullptr: not mapped, or not looked up because the certificate did not verify).
+  bool user_map_loaded = false;
+  std::size_t user_map_users = 0;
+  const UserRecord* user = nullptr;
 };
 Page render_trouble(const tls::ClientIdentity& identity, const TroubleFacts& facts, bool json);
 

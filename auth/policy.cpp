@@ -122,6 +122,10 @@ std::string_view denial_label(Denial denial, const tls::ClientIdentity& identity
       return "expired";
     case Denial::limited_proxy:
       return "limited_proxy";
+    case Denial::unknown_user:
+      return "unknown_user";
+    case Denial::unusable_identity:
+      return "bad_identity";
   }
   return "denied";
 }
@@ -138,6 +142,13 @@ std::string denial_message(Denial denial, const tls::ClientIdentity& identity) {
       return expired_message(identity);
     case Denial::limited_proxy:
       return "A limited proxy is not accepted here; use a full proxy or your certificate.";
+    case Denial::unknown_user:
+      return "Your certificate is valid, but its DN is not registered to a CMS account. "
+             "Register the certificate with your CMS account in CRIC; it becomes usable here "
+             "within minutes of the registration.";
+    case Denial::unusable_identity:
+      return "Your certificate's name, or your CMS account's entry, contains characters that "
+             "cannot be passed on to the service.";
   }
   return "Access is denied.";
 }

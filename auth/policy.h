@@ -27,6 +27,8 @@ enum class Denial : std::uint8_t {
   verification_failed,  // presented but refused at the handshake: see identity.outcome/reason
   expired_since,        // verified at the handshake, but the chain expired since then
   limited_proxy,        // a limited proxy on a route that does not accept one
+  unknown_user,         // verified, but the DN is not in the CMS user map (unknown_users = reject)
+  unusable_identity,    // the DN or the user's map entry cannot be sent in a header
 };
 
 struct Decision {
@@ -42,7 +44,8 @@ struct Decision {
 Decision decide(Policy policy, const tls::ClientIdentity& identity, std::int64_t now);
 
 // Stable label for JSON and logs: "allowed", "no_certificate", the identity's outcome label
-// for verification_failed (e.g. "revoked"), "expired", "limited_proxy".
+// for verification_failed (e.g. "revoked"), "expired", "limited_proxy", "unknown_user",
+// "bad_identity".
 std::string_view denial_label(Denial denial, const tls::ClientIdentity& identity);
 
 // One sentence for people, e.g. "Your certificate was revoked by its CA.", "Your certificate

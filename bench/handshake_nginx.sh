@@ -77,6 +77,7 @@ mkdir -p "$ca_dir"
 cp -P "$igtf"/* "$ca_dir"/
 cp -P "$grid/ca_dir"/* "$ca_dir"/
 credential=$grid/creds/user_ecdsa.pem
+write_identity "$work" "$credential"
 # nginx reads one PEM bundle of CAs and one of CRLs.
 cat "$ca_dir"/*.[0-9] >"$work/ca-bundle.pem" 2>/dev/null
 cat "$ca_dir"/*.r[0-9] >"$work/crl-bundle.pem"
@@ -118,6 +119,10 @@ verification_cache_size = $3
 [backend.b]
 servers = ["http://127.0.0.1:$2"]
 max_connections = 64
+
+[auth]
+hmac_key = "$work/hmac.key"
+user_map = "$work/usermap.json"
 
 [[route]]
 path = "/"

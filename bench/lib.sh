@@ -118,3 +118,30 @@ http {
   scgi_temp_path $dir/temp/scgi;
 EOF
 }
+
+# write_identity DIR CERT...: what cmsfront's protected routes need, in DIR: an HMAC key
+# (hmac.key, 20 random bytes) and a CRIC-format user map (usermap.json) that maps the subject
+# of each CERT (first certificate of the file) with a few roles, among 5,000 other users --
+# the order of CMS's real map -- so a benchmark pays for the lookups and the signed headers
+# as production does.
+write_identity() {
+  local dir=$1 cert
+  shift
+  head -c 20 /dev/urandom >"$dir/hmac.key"
+  local dns=()
+  for cert in "$@"; do
+    dns+=("$(openssl x509 -in "$cert" -noout -subject -nameopt compat | sed 's/^subject=//')")
+  done
+  /usr/bin/python3 - "$dir/usermap.json" "${dns[@]}" <<'PY'
+import json, sys
+path, dns = sys.argv[1], sys.argv[2:]
+records = [{"DN": dn, "ID": 100000 + i, "LOGIN": "bench%d" % i, "NAME": "Bench User %d" % i,
+            "ROLES": {"admin": ["group:reqmgr", "group:das"], "data-manager": ["site:T1_CH_CERN"]}}
+           for i, dn in enumerate(dns)]
+records += [{"DN": "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=user%d/CN=%d/CN=User %d"
+             % (i, 200000 + i, i), "ID": 200000 + i, "LOGIN": "user%d" % i, "NAME": "User %d" % i,
+             "ROLES": {"production-operator": ["group:crab3"]}} for i in range(5000)]
+with open(path, "w") as f:
+    json.dump(records, f)
+PY
+}

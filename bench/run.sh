@@ -249,6 +249,9 @@ credential_file() {  # user|proxy
   esac
 }
 
+# The CMS identity for cmsfront's protected route: the users behind both credentials mapped.
+write_identity "$work" "$grid/creds/user_ecdsa.pem" "$grid/creds/user.pem"
+
 # --- backends -------------------------------------------------------------------------------------
 backend_pid="" backend_port="" backend_control=""
 
@@ -347,6 +350,10 @@ servers = ["http://127.0.0.1:$3"]
 max_connections = $4
 max_queue = 2000
 queue_timeout = "30s"
+
+[auth]
+hmac_key = "$work/hmac.key"
+user_map = "$work/usermap.json"
 
 [[route]]
 path = "/"

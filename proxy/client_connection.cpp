@@ -300,8 +300,10 @@ void ClientConnection::handle_request() {
   }
   route_index_ = static_cast<std::size_t>(rule - &config_->routes.rule(0));
   const auto policy = static_cast<auth::Policy>(rule->auth_policy);
-  const auth::Decision decision = auth::decide(policy, *identity_, std::time(nullptr));
+  auth::Decision decision = auth::decide(policy, *identity_, std::time(nullptr));
+  request_identity_block_ = {};
   if (policy != auth::Policy::none) {
+    if (decision.allowed()) decision = attach_identity(policy, decision, *rule);
     auth_result_ = !decision.allowed()      ? auth::denial_label(decision.denial, *identity_)
                    : decision.authenticated ? std::string_view("ok")
                                             : std::string_view("anonymous");
@@ -324,6 +326,35 @@ void ClientConnection::handle_request() {
   state_ = State::exchanging;
   backend_index_ = rule->backend_index;
   exchange_.start(rule->backend_index, target);
+}
+
+// Maps the identity to a CMS user and picks the signed header block for this request. The
+// user lookup and the signature are per connection (IdentityHeaders caches them); a request
+// only compares the map generation. Unknown users: refused on `cert` routes or, on `optional`
+// routes, forwarded as anonymous -- unless unknown_users = forward (method and DN only).
+auth::Decision ClientConnection::attach_identity(auth::Policy policy, auth::Decision decision,
+                                                 const routes::RouteRule& rule) {
+  const auto& snapshot = worker_.cms_identity();
+  if (snapshot == nullptr) {
+    // The configuration requires [auth] maps for protected routes; never forward unsigned.
+    return auth::Decision{auth::Denial::unusable_identity, false};
+  }
+  const auth::UserRecord* user = nullptr;
+  if (decision.authenticated) {
+    user = identity_headers_.user(snapshot, *identity_);
+    if (user == nullptr && config_->auth.unknown_users == UnknownUsers::reject) {
+      if (policy != auth::Policy::optional)
+        return auth::Decision{auth::Denial::unknown_user, false};
+      decision.authenticated = false;
+    }
+  }
+  const BackendSettings& backend = config_->backends[rule.backend_index];
+  const auto block = identity_headers_.block(
+      snapshot, *identity_, decision.authenticated, decision.authenticated ? user : nullptr,
+      backend.hmac_encoding.value_or(config_->auth.hmac_encoding));
+  if (!block) return auth::Decision{auth::Denial::unusable_identity, false};
+  request_identity_block_ = *block;
+  return decision;
 }
 
 void ClientConnection::send_redirect() {
@@ -367,6 +398,11 @@ void ClientConnection::send_trouble_page() {
   facts.protocol = is_tls() ? tls::negotiated_protocol(bufferevent_openssl_get_ssl(bev_.get()))
                             : std::string_view("-");
   facts.now = std::time(nullptr);
+  if (const auto& snapshot = worker_.cms_identity()) {
+    facts.user_map_loaded = true;
+    facts.user_map_users = snapshot->map->users();
+    if (is_tls()) facts.user = identity_headers_.user(snapshot, *identity_);
+  }
   const auth::Page page = auth::render_trouble(*identity_, facts, request_wants_json());
   const bool keep_alive =
       request.keep_alive && request.framing == http1::BodyFraming::none && !drain_requested_;

@@ -25,6 +25,7 @@
 #include "proxy/exchange.h"
 #include "proxy/failure.h"
 #include "proxy/http1_parser.h"
+#include "proxy/identity_headers.h"
 #include "proxy/libevent_ptr.h"
 #include "proxy/observability.h"
 #include "proxy/request_record.h"
@@ -69,6 +70,7 @@ class ClientConnection final : public Retirable, public Downstream {
   std::uint64_t id() const override { return id_; }
   std::string& scratch() override { return scratch_; }
   const tls::ClientIdentity& identity() const override { return *identity_; }
+  std::string_view identity_headers() const override { return request_identity_block_; }
 
  private:
   // closing: the last answer is being written; lingering: it is out and our side is shut,
@@ -95,6 +97,8 @@ class ClientConnection final : public Retirable, public Downstream {
   void send_local(int status, std::string_view extra_headers, std::string_view body,
                   bool keep_alive);
   void send_redirect();
+  auth::Decision attach_identity(auth::Policy policy, auth::Decision decision,
+                                 const routes::RouteRule& rule);
   void finish_handshake();
   void observe_handshake(HandshakeResult result);
   // A request starts being recorded (head complete, or a parse error / timeout answered).
@@ -149,6 +153,9 @@ class ClientConnection final : public Retirable, public Downstream {
   std::size_t route_index_ = kNoIndex;
   std::size_t backend_index_ = kNoIndex;
   std::string_view auth_result_;  // a static label
+  IdentityHeaders identity_headers_;
+  // The current request's CMS identity headers (in identity_headers_); empty on public routes.
+  std::string_view request_identity_block_;
   // The current response's framing towards the client.
   bool response_chunked_ = false;
   bool response_close_ = false;  // the connection ends after this response

@@ -182,6 +182,8 @@ class Loader {
   void load_tls_client_certificates(const toml::table& table, TlsProfile& profile);
   void load_tls_sessions(const toml::table& table, TlsProfile& profile);
   void load_auth(const toml::node& node);
+  void load_auth_user_map(const toml::table& table);
+  std::optional<auth::HmacEncoding> get_hmac_encoding(const toml::table& table);
   void load_metrics(const toml::node& node);
   void load_access_log(const toml::node& node);
   void load_limits(const toml::node& node);
@@ -203,6 +205,11 @@ class Loader {
   // Some [tls.*] profile asks for client certificates, or has a broken 'client_certificates'
   // (then routes needing certificates are not blamed for it: one typo, one message).
   bool client_certificates_possible_ = false;
+  bool identity_checked_ = false;  // the [auth] needs of protected routes were checked
+  // [auth] names hmac_key / a user map source (perhaps with a bad value, reported there: a
+  // protected route is then not also told that it is missing).
+  bool hmac_key_named_ = false;
+  bool user_map_named_ = false;
 };
 
 // ---- generic readers --------------------------------------------------------------------
@@ -473,12 +480,12 @@ void Loader::load_tls(const toml::node& node) {
 
 void Loader::load_tls_profile(const std::string& name, const toml::table& table) {
   const std::string section = "[tls." + name + "]";
-  check_keys(table,
-             {"certificate", "key", "protocols", "alpn", "sni_certificates", "client_certificates",
-              "ca_dir", "crl", "crl_grace", "verify_depth", "proxy_certificates", "client_ca_names",
-              "session_ticket_keys", "session_lifetime", "session_cache_size",
-              "verification_cache_size"},
-             section);
+  check_keys(
+      table,
+      {"certificate", "key", "protocols", "alpn", "sni_certificates", "client_certificates",
+       "ca_dir", "crl", "crl_grace", "verify_depth", "proxy_certificates", "client_ca_names",
+       "session_ticket_keys", "session_lifetime", "session_cache_size", "verification_cache_size"},
+      section);
   TlsProfile profile;
   profile.name = name;
   require(table, "certificate", section);
@@ -662,10 +669,92 @@ void Loader::load_tls_sessions(const toml::table& table, TlsProfile& profile) {
 void Loader::load_auth(const toml::node& node) {
   const auto* table = require_table(node, "auth");
   if (table == nullptr) return;
-  check_keys(*table, {"trouble_page"}, "[auth]");
+  check_keys(
+      *table,
+      {"trouble_page", "hmac_key", "hmac_encoding", "user_map", "user_map_url", "user_map_cache",
+       "user_map_refresh", "user_map_timeout", "user_map_certificate", "user_map_key",
+       "user_map_ca_file", "user_map_ca_dir", "user_map_max_drop_percent", "unknown_users"},
+      "[auth]");
+  AuthSettings& auth = config_.auth;
+  hmac_key_named_ = table->contains("hmac_key");
+  user_map_named_ = table->contains("user_map") || table->contains("user_map_url");
   auto page = get_string(*table, "trouble_page");
   if (page && check_plain_path(*table->get("trouble_page"), "trouble_page", *page)) {
-    config_.auth.trouble_page = std::move(*page);
+    auth.trouble_page = std::move(*page);
+  }
+  get_file(*table, "hmac_key", "HMAC key", auth.hmac_key);
+  if (auto v = get_hmac_encoding(*table)) auth.hmac_encoding = *v;
+  if (auto v = get_enum<UnknownUsers>(
+          *table, "unknown_users",
+          {{"reject", UnknownUsers::reject}, {"forward", UnknownUsers::forward}})) {
+    auth.unknown_users = *v;
+  }
+  load_auth_user_map(*table);
+}
+
+std::optional<auth::HmacEncoding> Loader::get_hmac_encoding(const toml::table& table) {
+  return get_enum<auth::HmacEncoding>(
+      table, "hmac_encoding",
+      {{"python3", auth::HmacEncoding::python3}, {"raw", auth::HmacEncoding::raw}});
+}
+
+void Loader::load_auth_user_map(const toml::table& table) {
+  AuthSettings& auth = config_.auth;
+  // The map file is re-read while running: a missing file at start is an error (the loader
+  // would have nothing), but the path must only be readable, like every other file here.
+  get_file(table, "user_map", "user map", auth.user_map);
+  if (auto url = get_string(table, "user_map_url")) {
+    const toml::node& url_node = *table.get("user_map_url");
+    if (url->rfind("https://", 0) != 0 || url->size() == 8 ||
+        url->find_first_of(" \t\r\n") != std::string::npos) {
+      error(url_node, "'user_map_url' must be an https:// URL (got " + quoted(*url) + ")");
+    } else {
+      auth.user_map_url = std::move(*url);
+      if (!table.contains("user_map_cache")) {
+        error(url_node,
+              "'user_map_url' needs 'user_map_cache' (where the last good download is kept, so "
+              "a restart while CRIC is down starts with the full map)");
+      }
+    }
+  }
+  if (auto cache = get_string(table, "user_map_cache")) {
+    if (cache->empty() || cache->front() != '/') {
+      error(*table.get("user_map_cache"), "'user_map_cache' must be an absolute path");
+    } else {
+      auth.user_map_cache = std::move(*cache);
+    }
+  }
+  if (auto v = get_duration(table, "user_map_refresh", true)) {
+    if (*v < std::chrono::seconds(1)) {
+      error(*table.get("user_map_refresh"), "'user_map_refresh' must be at least 1s");
+    } else {
+      auth.user_map_refresh = *v;
+    }
+  }
+  if (auto v = get_duration(table, "user_map_timeout", true)) auth.user_map_timeout = *v;
+  if (auto v = get_int(table, "user_map_max_drop_percent", 0, 100)) {
+    auth.user_map_max_drop_percent = static_cast<unsigned>(*v);
+  }
+  const bool fetches = table.contains("user_map_url");  // a bad URL is reported once, above
+  for (const auto& [key, out] : {std::pair<std::string_view, std::string*>{
+                                     "user_map_certificate", &auth.user_map_certificate},
+                                 {"user_map_key", &auth.user_map_key},
+                                 {"user_map_ca_file", &auth.user_map_ca_file}}) {
+    if (!table.contains(key)) continue;
+    if (!fetches) error(*table.get(key), quoted(key) + " has no effect without 'user_map_url'");
+    get_file(table, key, "user map TLS", *out);
+  }
+  if (auto dir = get_string(table, "user_map_ca_dir")) {
+    const toml::node& node = *table.get("user_map_ca_dir");
+    if (!fetches) error(node, "'user_map_ca_dir' has no effect without 'user_map_url'");
+    struct stat info {};
+    if (dir->empty()) {
+      error(node, "'user_map_ca_dir' must not be empty");
+    } else if (options_.check_files &&
+               (::stat(dir->c_str(), &info) != 0 || !S_ISDIR(info.st_mode))) {
+      error(node, "'user_map_ca_dir' " + quoted(*dir) + " is not a readable directory");
+    }
+    auth.user_map_ca_dir = std::move(*dir);
   }
 }
 
@@ -779,10 +868,11 @@ void Loader::load_backend(const std::string& name, const toml::table& table) {
   const std::string section = "[backend." + name + "]";
   check_keys(table,
              {"servers", "max_connections", "max_queue", "queue_timeout", "connect_timeout",
-              "response_timeout", "idle_timeout", "balance", "protocol"},
+              "response_timeout", "idle_timeout", "balance", "protocol", "hmac_encoding"},
              section);
   BackendSettings& backend = config_.backends.back();
   if (require(table, "servers", section)) load_backend_servers(table, backend);
+  if (auto v = get_hmac_encoding(table)) backend.hmac_encoding = *v;
   if (auto v = get_int(table, "max_connections", 1, kUnsignedMax)) {
     backend.max_connections = unsigned(*v);
   }
@@ -909,6 +999,20 @@ void Loader::load_route_auth(const toml::table& table, routes::RouteRule& rule) 
                             {"cert", AuthPolicy::cert},
                             {"cert+limited-proxy", AuthPolicy::cert_limited_proxy}});
   if (!policy) return;
+  if (*policy != AuthPolicy::none && !identity_checked_) {
+    // Said once: every such route has the same problem.
+    identity_checked_ = true;
+    if (!hmac_key_named_) {
+      error(*table.get("auth"), "auth = \"" + *table.get("auth")->value<std::string>() +
+                                    "\" needs [auth] hmac_key (the backends verify the "
+                                    "cms-authn headers with it)");
+    }
+    if (!user_map_named_) {
+      error(*table.get("auth"), "auth = \"" + *table.get("auth")->value<std::string>() +
+                                    "\" needs [auth] user_map or user_map_url (the CMS user "
+                                    "map)");
+    }
+  }
   if (*policy != AuthPolicy::none && !client_certificates_possible_) {
     error(*table.get("auth"), "auth = \"" + *table.get("auth")->value<std::string>() +
                                   "\" needs a [tls.*] profile with client_certificates = "

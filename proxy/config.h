@@ -13,9 +13,11 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "auth/cms_headers.h"
 #include "auth/policy.h"
 #include "routes/route_table.h"
 
@@ -94,8 +96,8 @@ struct TlsProfile {
   SourceLocation ca_dir_location;
   CrlPolicy crl = CrlPolicy::require;
   Duration crl_grace = std::chrono::hours(24);  // accept a CRL this long past its nextUpdate
-  int verify_depth = 10;                         // 1..100
-  bool proxy_certificates = true;                // RFC 3820 and legacy Globus proxies
+  int verify_depth = 10;                        // 1..100
+  bool proxy_certificates = true;               // RFC 3820 and legacy Globus proxies
   // PEM file of CA certificates named in the CertificateRequest; empty = name none (the
   // default: IGTF has ~150 CAs and sending their names costs every handshake).
   std::string client_ca_names;
@@ -145,6 +147,8 @@ struct BackendSettings {
   Duration response_timeout = std::chrono::seconds(300);
   Duration idle_timeout = std::chrono::seconds(60);
   Balance balance = Balance::round_robin;
+  // How cms-authn-hmac is computed for this group's servers; unset: [auth] hmac_encoding.
+  std::optional<auth::HmacEncoding> hmac_encoding;
 };
 
 // A route's `auth` (route key "auth"). Every route must state it: a forgotten key must not
@@ -153,8 +157,8 @@ using AuthPolicy = auth::Policy;
 
 // [metrics]: the Prometheus scrape endpoint. Absent section: no endpoint.
 struct MetricsSettings {
-  bool enabled = false;      // the section is present
-  SocketAddress address;     // default 127.0.0.1:9091 (set by the loader when enabled)
+  bool enabled = false;   // the section is present
+  SocketAddress address;  // default 127.0.0.1:9091 (set by the loader when enabled)
   std::string path = "/metrics";
 };
 
@@ -168,8 +172,37 @@ struct AccessLogSettings {
   std::size_t queue_lines = 8192;  // per worker; a full queue drops lines (counted), never waits
 };
 
+// What to do with a verified certificate whose DN the user map does not know.
+enum class UnknownUsers : std::uint8_t {
+  reject,   // `cert` routes answer 403; `optional` routes forward it as anonymous (NONE)
+  forward,  // forwarded with cms-authn-method and cms-authn-dn only (signed)
+};
+
+// [auth]: the CMS identity given to backends. Required (hmac_key and a user map source) as
+// soon as one route has auth != "none".
 struct AuthSettings {
   std::string trouble_page = "/auth/trouble";  // always answered locally with 200
+  std::string hmac_key;  // file whose whole content (raw bytes) signs cms-authn-hmac
+  // The CRIC JSON map: a local file (refreshed by another job) and/or CRIC's URL, fetched by
+  // cmsfront. With both, the file's records win for the DNs they name.
+  std::string user_map;
+  std::string user_map_url;
+  // Where the last good download of user_map_url is kept, so a restart while CRIC is down
+  // starts with the full map. Required with user_map_url.
+  std::string user_map_cache;
+  Duration user_map_refresh = std::chrono::minutes(4);   // URL fetch period and file re-check
+  Duration user_map_timeout = std::chrono::seconds(30);  // one download, connect to last byte
+  // The robot certificate presenting cmsfront to CRIC, and the CAs that verify CRIC's server
+  // (empty: the system's default CA paths).
+  std::string user_map_certificate;
+  std::string user_map_key;
+  std::string user_map_ca_file;
+  std::string user_map_ca_dir;
+  // A new map with fewer users than (100 - this)% of the last good one is refused as a
+  // probable partial answer (logged). 100 turns the check off.
+  unsigned user_map_max_drop_percent = 50;
+  UnknownUsers unknown_users = UnknownUsers::reject;
+  auth::HmacEncoding hmac_encoding = auth::HmacEncoding::python3;  // backends may override
 };
 
 struct Config {

@@ -74,6 +74,9 @@ class Downstream {
   // The client's certificate identity, fixed for the connection at its TLS handshake (the
   // "no certificate" identity on plain HTTP).
   virtual const tls::ClientIdentity& identity() const = 0;
+  // The current request's CMS identity header lines ("name: value\r\n"...), signed; empty on
+  // routes with auth = none.
+  virtual std::string_view identity_headers() const = 0;
 
  protected:
   Downstream() = default;

@@ -133,9 +133,14 @@ void Exchange::write_request_head() {
     }
     append_header_line(head, field.name, field.value);
   }
-  append_header_line(head, "X-Forwarded-For", client_.client_ip());
-  append_header_line(head, "X-Forwarded-Proto", client_.is_tls() ? "https" : "http");
-  append_header_line(head, "X-Forwarded-Host", request.host);
+  append_header_line(head, "x-forwarded-for", client_.client_ip());
+  append_header_line(head, "x-forwarded-proto", client_.is_tls() ? "https" : "http");
+  append_header_line(head, "x-forwarded-host", request.host);
+  // The identity block was built (and signed) once for the connection; only the URI is ours.
+  if (const std::string_view identity = client_.identity_headers(); !identity.empty()) {
+    head.append(identity);
+    append_header_line(head, "cms-request-uri", request.path);
+  }
   if (client_.request_has_body()) {
     if (const auto length = client_.request_body_length()) {
       char text[32];

@@ -9,6 +9,7 @@
 
 #include "metrics/catalog.h"
 #include "metrics/family_builder.h"
+#include "proxy/cms_identity.h"
 #include "proxy/runtime.h"
 #include "version.h"
 
@@ -25,10 +26,11 @@ constexpr std::size_t kKinds = 4;  // tls::CredentialKind
 constexpr std::array<std::string_view, kKinds> kAuthMethods = {"None", "X509Cert", "X509Proxy",
                                                                "X509LimitedProxy"};
 // Results of an auth decision: allowed (authenticated or not), or why it was refused.
-constexpr std::array<std::string_view, 14> kAuthResults = {
+constexpr std::array<std::string_view, 16> kAuthResults = {
     "ok",        "anonymous",       "no_certificate", "expired",      "not_yet_valid",
     "revoked",   "unknown_ca",      "crl_missing",    "crl_expired",  "bad_signature",
-    "bad_proxy", "proxy_forbidden", "invalid",        "limited_proxy"};
+    "bad_proxy", "proxy_forbidden", "unknown_user",   "bad_identity", "limited_proxy",
+    "invalid"};
 constexpr std::size_t kOutcomes = 12;  // tls::VerifyOutcome
 constexpr std::size_t kFailures = static_cast<std::size_t>(Failure::shutting_down) + 1;
 constexpr std::size_t kHandshakeResults = static_cast<std::size_t>(HandshakeResult::count_);
@@ -344,7 +346,41 @@ std::vector<prometheus::MetricFamily> Observability::collect(const Runtime& runt
   lines.counter({"written"}, access_log_ ? as_double(access_log_->written()) : 0.0);
   lines.counter({"dropped"}, access_log_ ? as_double(access_log_->dropped()) : 0.0);
   families.push_back(lines.take());
+  if (runtime.cms_identity) collect_user_map(runtime.cms_identity->status(), families);
   return families;
+}
+
+void Observability::collect_user_map(const CmsIdentityStatus& status,
+                                     std::vector<prometheus::MetricFamily>& families) {
+  using metrics::Family;
+  using metrics::FamilyBuilder;
+  const auto as_double = [](std::uint64_t value) { return static_cast<double>(value); };
+  FamilyBuilder users(Family::user_map_users);
+  users.gauge({}, static_cast<double>(status.users));
+  families.push_back(users.take());
+  FamilyBuilder dns(Family::user_map_dns);
+  dns.gauge({}, static_cast<double>(status.dns));
+  families.push_back(dns.take());
+  FamilyBuilder generation(Family::user_map_generation);
+  generation.gauge({}, static_cast<double>(status.generation));
+  families.push_back(generation.take());
+  constexpr std::array<std::string_view, kUserMapLoadResults> kResults = {"ok", "failed",
+                                                                          "refused"};
+  FamilyBuilder loads(Family::user_map_loads_total);
+  FamilyBuilder last_ok(Family::user_map_last_load_success_timestamp_seconds);
+  for (std::size_t source = 0; source < kUserMapSources; ++source) {
+    const std::string name(user_map_source_name(static_cast<UserMapSource>(source)));
+    for (std::size_t result = 0; result < kUserMapLoadResults; ++result) {
+      loads.counter({name, std::string(kResults[result])}, as_double(status.loads[source][result]));
+    }
+    last_ok.gauge({name}, status.last_success[source]);
+  }
+  families.push_back(loads.take());
+  families.push_back(last_ok.take());
+  FamilyBuilder key_loads(Family::hmac_key_loads_total);
+  key_loads.counter({"ok"}, as_double(status.key_reloads_ok));
+  key_loads.counter({"failed"}, as_double(status.key_reloads_failed));
+  families.push_back(key_loads.take());
 }
 
 }  // namespace proxy

@@ -35,6 +35,7 @@ struct MetricFamily;
 namespace proxy {
 
 struct Runtime;
+struct CmsIdentityStatus;
 
 enum class HandshakeResult : std::uint8_t { ok, failed, timeout, count_ };
 enum class ConnectionProtocol : std::uint8_t { https, http, count_ };
@@ -75,6 +76,8 @@ class Observability {
   AccessLog* access_log() const { return access_log_.get(); }
 
  private:
+  static void collect_user_map(const CmsIdentityStatus& status,
+                               std::vector<prometheus::MetricFamily>& families);
   std::size_t request_slot(std::size_t route, std::size_t method, std::size_t status_class) const;
 
   const Config& config_;

@@ -9,6 +9,7 @@
 #include <memory>
 #include <vector>
 
+#include "proxy/cms_identity.h"
 #include "proxy/config.h"
 #include "proxy/connection_quota.h"
 #include "proxy/observability.h"
@@ -39,6 +40,8 @@ struct Runtime {
   std::vector<std::unique_ptr<BackendRuntime>> backends;  // parallel to config->backends
   std::atomic<std::size_t> client_connections{0};
   std::unique_ptr<Observability> observability;  // metrics and access log; never null
+  // The user map and HMAC key; null when [auth] configures neither (no protected route).
+  std::unique_ptr<CmsIdentity> cms_identity;
 };
 
 }  // namespace proxy

@@ -82,6 +82,15 @@ std::variant<std::unique_ptr<Server>, std::vector<std::string>> Server::create(
     runtime.tls_profiles.push_back(
         std::move(std::get<std::unique_ptr<TlsProfileRuntime>>(created)));
   }
+  const AuthSettings& auth = config->auth;
+  if (!auth.hmac_key.empty() || !auth.user_map.empty() || !auth.user_map_url.empty()) {
+    auto created = CmsIdentity::create(auth, config->server.file_check_interval);
+    if (auto* messages = std::get_if<std::vector<std::string>>(&created)) {
+      errors.insert(errors.end(), messages->begin(), messages->end());
+    } else {
+      runtime.cms_identity = std::move(std::get<std::unique_ptr<CmsIdentity>>(created));
+    }
+  }
   if (!errors.empty()) return errors;
 
   unsigned https_port = 0;
@@ -193,6 +202,7 @@ int Server::run() {
     exporter = std::move(std::get<std::unique_ptr<metrics::Exporter>>(started));
   }
   if (!drop_privileges()) return 71;
+  if (runtime_.cms_identity) runtime_.cms_identity->start();
 
   std::vector<std::unique_ptr<Worker>> workers;
   for (std::size_t index = 0; index < runtime_.workers; ++index) {
@@ -224,8 +234,12 @@ int Server::run() {
     static_cast<Server*>(arg)->check_tls_files(false);
   };
   auto on_hangup = [](evutil_socket_t, short, void* arg) noexcept {
-    LOG_INFO("received SIGHUP: reloading certificates, CAs, CRLs and ticket keys");
-    static_cast<Server*>(arg)->check_tls_files(true);
+    LOG_INFO(
+        "received SIGHUP: reloading certificates, CAs, CRLs, ticket keys, the user map "
+        "and the HMAC key");
+    auto* server = static_cast<Server*>(arg);
+    server->check_tls_files(true);
+    if (server->runtime_.cms_identity) server->runtime_.cms_identity->reload();
   };
   EventPtr sigterm(evsignal_new(base.get(), SIGTERM, on_signal, base.get()));
   EventPtr sigint(evsignal_new(base.get(), SIGINT, on_signal, base.get()));

@@ -148,4 +148,13 @@ void Worker::exit_if_drained() {
   if (connections_.empty()) event_base_loopexit(base_.get(), nullptr);
 }
 
+const std::shared_ptr<const CmsIdentitySnapshot>& Worker::cms_identity() {
+  const CmsIdentity* source = runtime_.cms_identity.get();
+  if (source != nullptr &&
+      (cms_identity_ == nullptr || cms_identity_->generation != source->generation())) {
+    cms_identity_ = source->snapshot();
+  }
+  return cms_identity_;
+}
+
 }  // namespace proxy

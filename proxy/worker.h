@@ -43,6 +43,9 @@ class Worker {
   const Config& config() const { return *runtime_.config; }
   BackendPool& pool(std::size_t backend) { return *pools_[backend]; }
   routes::MatchScratch& match_scratch() { return match_scratch_; }
+  // The current user map and HMAC key (null without [auth] maps). The worker refreshes its
+  // copy only when the published generation moved: one atomic load per call.
+  const std::shared_ptr<const CmsIdentitySnapshot>& cms_identity();
   bool draining() const { return draining_; }
 
   // Destroys `object` on the next loop turn: what a callback uses to get rid of the object it
@@ -75,6 +78,7 @@ class Worker {
   std::vector<std::unique_ptr<ListenerHandle>> listeners_;
   std::vector<std::unique_ptr<BackendPool>> pools_;
   routes::MatchScratch match_scratch_;
+  std::shared_ptr<const CmsIdentitySnapshot> cms_identity_;
   std::list<std::unique_ptr<ClientConnection>> connections_;
   std::vector<std::unique_ptr<Retirable>> graveyard_;
   EventPtr reap_event_;

@@ -79,6 +79,17 @@ for file in ca.pem server.pem server.key user.pem user.key; do
   fi
 done
 
+# The CMS identity: an HMAC key (20 random bytes, kept across runs like the PKI) and a user
+# map in CRIC's format that knows the demo user.
+if [[ ! -s "$run_dir/hmac.key" ]]; then
+  head -c 20 /dev/urandom >"$run_dir/hmac.key"
+fi
+cat >"$run_dir/usermap.json" <<'MAP'
+[{"DN": "/DC=ch/DC=cern/OU=Organic Units/OU=Users/CN=demo/CN=100001/CN=Demo User",
+  "ID": 100001, "LOGIN": "demo", "NAME": "Demo User",
+  "ROLES": {"admin": ["group:demo"], "data-manager": ["site:T2_CH_CERN"]}}]
+MAP
+
 # Render etc/demo.toml.in. Values are escaped for sed's replacement text (\, & and |).
 sed_escape() {
   printf '%s' "$1" | sed -e 's/[\\&|]/\\&/g'
@@ -87,6 +98,7 @@ sed -e "s|@HTTPS_PORT@|$https_port|g" \
   -e "s|@HTTP_PORT@|$http_port|g" \
   -e "s|@BACKEND_PORT@|$backend_port|g" \
   -e "s|@PKI_DIR@|$(sed_escape "$pki_dir")|g" \
+  -e "s|@RUN_DIR@|$(sed_escape "$run_dir")|g" \
   etc/demo.toml.in >"$run_dir/demo.toml"
 
 backend_pid=""
@@ -105,7 +117,7 @@ trap cleanup EXIT
 
 # The backend runs in the background; a non-interactive shell starts it with SIGINT ignored,
 # so Ctrl-C reaches cmsfront only and the backend is stopped by cleanup, after cmsfront.
-"$python" tools/demo_backend.py --port "$backend_port" >"$run_dir/backend.log" 2>&1 &
+"$python" tools/demo_backend.py --port "$backend_port" --hmac-key "$run_dir/hmac.key" >"$run_dir/backend.log" 2>&1 &
 backend_pid=$!
 for _ in $(seq 100); do
   if curl -sf -o /dev/null "http://127.0.0.1:$backend_port/"; then
@@ -172,11 +184,19 @@ if problems:
     exit 1
   fi
   allowed=$(curl -sS --cacert "$pki_dir/ca.pem" --cert "$pki_dir/user.pem" --key "$pki_dir/user.key" \
-    -o /dev/null -w '%{http_code}' "https://localhost:$https_port/protected/echo")
-  if [[ "$allowed" != 200 ]]; then
+    -w ' %{http_code}' "https://localhost:$https_port/protected/echo")
+  if [[ "$allowed" != *' 200' ]]; then
     echo "demo smoke: /protected/echo with the demo user certificate answered $allowed, expected 200" >&2
     exit 1
   fi
+  # The backend saw the demo user's CMS identity, signed with the key it knows.
+  "$python" -c '
+import json, sys
+document = json.loads(sys.argv[1].rsplit(" ", 1)[0])
+auth = document.get("cms_auth", {})
+if not (auth.get("hmac_ok") and auth.get("login") == "demo"):
+    sys.exit("demo smoke: the backend did not get a verified identity for demo: %s" % document)
+' "$allowed"
   trouble=$(curl -sS --cacert "$pki_dir/ca.pem" --cert "$pki_dir/user.pem" --key "$pki_dir/user.key" \
     -H 'Accept: application/json' "https://localhost:$https_port/auth/trouble")
   if [[ "$trouble" != *'"verified":true'*'CN=Demo User'* ]]; then

@@ -5,13 +5,17 @@ CMS Python services are CherryPy applications, so the demo uses the same framewo
 same kind of thread pool (server.thread_pool = 10). Every page answers with JSON describing the
 request as the backend received it -- method, target, and the request headers --
 so `tools/demo.sh` can show that cmsfront sets X-Forwarded-* and drops spoofed cms-* headers.
+With --hmac-key it also checks cms-authn-hmac the way WMCore's Python 3 backends do and says
+so in "cms_auth" (the demo's stand-in for a CMS service that trusts the frontend's headers).
 
-    /usr/bin/python3 tools/demo_backend.py [--host 127.0.0.1] [--port 8246]
+    /usr/bin/python3 tools/demo_backend.py [--host 127.0.0.1] [--port 8246] [--hmac-key FILE]
 
 Stops on SIGTERM or SIGINT.
 """
 
 import argparse
+import hashlib
+import hmac
 import json
 
 import cherrypy
@@ -32,7 +36,29 @@ def describe_request():
             for name, value in sorted(request.headers.items())
             if name != "Remote-Addr"
         },
+        **({"cms_auth": check_cms_auth(request.headers)} if HMAC_KEY is not None else {}),
     }
+
+
+HMAC_KEY = None
+
+
+def check_cms_auth(headers):
+    """WMCore's check: the cms-authn*/cms-authz* headers (not cms-authn-hmac), sorted by name,
+    as "h<len>v<len>"... "#" name+value..., HMAC-SHA1 over the UTF-8 encoding of that text
+    (CherryPy hands header values over decoded as Latin-1)."""
+    signed = sorted((name.lower(), value) for name, value in headers.items()
+                    if name.lower()[:9] in ("cms-authn", "cms-authz")
+                    and name.lower() != "cms-authn-hmac")
+    if not signed:
+        return {"present": False}
+    prefix = "".join("h%xv%x" % (len(name), len(value)) for name, value in signed)
+    suffix = "".join(name + value for name, value in signed)
+    expected = hmac.new(HMAC_KEY, (prefix + "#" + suffix).encode("utf-8"),
+                        hashlib.sha1).hexdigest()
+    received = next((v for n, v in headers.items() if n.lower() == "cms-authn-hmac"), "")
+    return {"present": True, "hmac_ok": hmac.compare_digest(expected, received),
+            "login": next((v for n, v in signed if n == "cms-authn-login"), None)}
 
 
 def json_response(document):
@@ -63,7 +89,12 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8246)
+    parser.add_argument("--hmac-key", help="file with the key cmsfront signs with")
     arguments = parser.parse_args()
+    global HMAC_KEY
+    if arguments.hmac_key:
+        with open(arguments.hmac_key, "rb") as key_file:
+            HMAC_KEY = key_file.read()
 
     cherrypy.config.update({
         "server.socket_host": arguments.host,

@@ -10,6 +10,7 @@ packages=(
   # build
   build-essential cmake ninja-build pkg-config
   libevent-dev libssl-dev libnghttp2-dev libtomlplusplus-dev prometheus-cpp-dev libpcre2-dev
+  nlohmann-json3-dev
   # unit tests and the fuzzer (clang's libFuzzer runtime lives in libclang-rt-14-dev)
   libgtest-dev googletest clang libclang-rt-14-dev
   # integration tests and the demo

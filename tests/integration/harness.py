@@ -162,6 +162,56 @@ class CherryPyBackend:
         self._log_file.close()
 
 
+class CmsCherryPyBackend:
+    """backends/cherrypy_cms_app.py: a CherryPy backend that verifies cms-authn-hmac the way
+    WMCore's Python 3 services do (403 on a mismatch) and answers with what it saw."""
+
+    def __init__(self, workdir, key_path, threads=10):
+        self.port = free_port()
+        self.log_path = Path(workdir) / ("cherrypy-cms-%d.log" % time.monotonic_ns())
+        self._log_file = open(self.log_path, "wb")
+        self.proc = _spawn([PYTHON, str(HERE / "backends" / "cherrypy_cms_app.py"),
+                            "--port", str(self.port), "--key", str(key_path),
+                            "--threads", str(threads)], subprocess.PIPE, self._log_file)
+        _read_ready_line(self.proc, 30, "cherrypy cms backend", self.log_path)
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        stop_process(self.proc, timeout=10)
+        self._log_file.close()
+
+
+def native_backend_binary():
+    """cmsfront-test-backend: in $CMSFRONT_BUILD when set, else next to the cmsfront binary."""
+    build = os.environ.get("CMSFRONT_BUILD")
+    return (Path(build) if build else Path(BIN).parent) / "cmsfront-test-backend"
+
+
+class VerifyingBackend:
+    """cmsfront-test-backend --hmac-key: verifies cms-authn-hmac byte for byte (as Go
+    backends do) on /verify..., 403 on a mismatch; /echo... echoes every header."""
+
+    def __init__(self, workdir, key_path):
+        binary = native_backend_binary()
+        if not binary.exists():
+            raise RuntimeError("%s is not built" % binary)
+        self.log_path = Path(workdir) / ("native-verify-%d.log" % time.monotonic_ns())
+        self._log_file = open(self.log_path, "wb")
+        self.proc = _spawn([str(binary), "--listen", "127.0.0.1:0", "--hmac-key", str(key_path)],
+                           subprocess.PIPE, self._log_file)
+        line = self.proc.stdout.readline().decode()
+        if not line.startswith("listening on "):
+            self.stop()
+            raise RuntimeError("native backend did not start: %r %s" % (
+                line, self.log_path.read_text()))
+        self.port = int(line.rsplit(":", 1)[1])
+        self.url = "http://127.0.0.1:%d" % self.port
+
+    def stop(self):
+        stop_process(self.proc, timeout=5)
+        self._log_file.close()
+
+
 # Configuration.
 
 def _toml_value(value):
@@ -189,6 +239,35 @@ class Listener:
         self.redirect_to_https = redirect_to_https
 
 
+# The key the tests' backends verify cms-authn-hmac with (20 raw bytes, like production's).
+TEST_HMAC_KEY = b"cmsfront-test-key-20"
+
+
+def default_auth(pki, routes, auth):
+    """The [auth] table, completed for routes that need an identity: cmsfront refuses those
+    without an HMAC key and a user map, so tests that are not about the map get a key file and
+    a one-user map in the PKI directory, with unknown_users = "forward" (every verified
+    certificate passes, with its method and DN)."""
+    protected = any(route.get("auth", "none") != "none" for route in routes)
+    auth = dict(auth or {})
+    if not protected:
+        return auth
+    if "hmac_key" not in auth:
+        key = Path(pki) / "test-hmac.key"
+        if not key.exists():
+            key.write_bytes(TEST_HMAC_KEY)
+        auth["hmac_key"] = str(key)
+    if "user_map" not in auth and "user_map_url" not in auth:
+        user_map = Path(pki) / "test-usermap.json"
+        if not user_map.exists():
+            user_map.write_text(json.dumps([{
+                "DN": "/DC=org/DC=example/CN=placeholder", "ID": 1, "LOGIN": "placeholder",
+                "NAME": "Placeholder", "ROLES": {}}]))
+        auth["user_map"] = str(user_map)
+        auth.setdefault("unknown_users", "forward")
+    return auth
+
+
 def render_config(pki, listeners, backends, routes, limits=None, server=None, tls=None,
                   auth=None, server_cert=None, metrics=None, access_log=None):
     """TOML text. backends: {name: {"servers": [...], ...}}; routes: list of dicts.
@@ -210,6 +289,7 @@ def render_config(pki, listeners, backends, routes, limits=None, server=None, tl
     parts.append(_toml_table("[tls.main]", {
         "certificate": str(certificate), "key": str(key),
         "protocols": ["TLSv1.2", "TLSv1.3"], "alpn": ["http/1.1"]} | (tls or {})))
+    auth = default_auth(pki, routes, auth)
     if auth:
         parts.append(_toml_table("[auth]", auth))
     if metrics is not None:

@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <optional>
 
 namespace auth {
@@ -35,13 +36,16 @@ bool contains(std::string_view text, std::string_view part) {
   return text.find(part) != std::string_view::npos;
 }
 
-// ---- A small strict JSON reader for the flat objects the pages produce ------------------------
+// ---- A small strict JSON reader for the objects the pages produce ----------------------------
+// Strings, literals, integers and nested objects (no arrays: the pages have none).
 
+struct JsonValue;
+using JsonObject = std::map<std::string, JsonValue>;
 struct JsonValue {
   bool is_string = false;
-  std::string text;  // decoded string, or the literal/number as written
+  std::string text;                          // decoded string, or the literal/number as written
+  std::shared_ptr<const JsonObject> object;  // a nested object (then text is empty)
 };
-using JsonObject = std::map<std::string, JsonValue>;
 
 class JsonReader {
  public:
@@ -49,22 +53,34 @@ class JsonReader {
 
   std::optional<JsonObject> object() {
     JsonObject result;
-    if (!consume('{')) return std::nullopt;
-    if (consume('}')) return finish(result);
-    do {
-      std::string key;
-      JsonValue value;
-      if (!string(key) || !consume(':') || !scalar(value)) return std::nullopt;
-      if (!result.emplace(std::move(key), std::move(value)).second) return std::nullopt;
-    } while (consume(','));
-    if (!consume('}')) return std::nullopt;
-    return finish(result);
+    if (!members(result, 0) || pos_ != text_.size()) return std::nullopt;
+    return result;
   }
 
  private:
-  std::optional<JsonObject> finish(JsonObject& result) {
-    if (pos_ != text_.size()) return std::nullopt;
-    return std::move(result);
+  static constexpr int kMaxDepth = 8;
+
+  // '{' members '}', duplicate keys refused.
+  bool members(JsonObject& result, int depth) {
+    if (depth > kMaxDepth || !consume('{')) return false;
+    if (consume('}')) return true;
+    do {
+      std::string key;
+      JsonValue value;
+      if (!string(key) || !consume(':') || !value_of(value, depth)) return false;
+      if (!result.emplace(std::move(key), std::move(value)).second) return false;
+    } while (consume(','));
+    return consume('}');
+  }
+
+  bool value_of(JsonValue& value, int depth) {
+    if (pos_ < text_.size() && text_[pos_] == '{') {
+      auto nested = std::make_shared<JsonObject>();
+      if (!members(*nested, depth + 1)) return false;
+      value.object = std::move(nested);
+      return true;
+    }
+    return scalar(value);
   }
 
   bool consume(char c) {
@@ -195,6 +211,17 @@ JsonObject parse_json(std::string_view text) {
   return object.value_or(JsonObject{});
 }
 
+// The nested object `key` of `object`; empty (and a failure) when it is missing or not one.
+const JsonObject& member_object(const JsonObject& object, const std::string& key) {
+  static const JsonObject kEmpty;
+  const auto found = object.find(key);
+  if (found == object.end() || found->second.object == nullptr) {
+    ADD_FAILURE() << "no object member '" << key << "'";
+    return kEmpty;
+  }
+  return *found->second.object;
+}
+
 // ---- Accept ---------------------------------------------------------------------------------
 
 TEST(AuthPages, JsonIsChosenWhenOnlyJsonIsAccepted) {
@@ -290,6 +317,27 @@ TEST(AuthPages, DeniedPagesEscapeCertificateText) {
   EXPECT_EQ(object.at("reason").text, "bad_proxy");
 }
 
+TEST(AuthPages, DeniedPagesForAnUnknownUserPointToCric) {
+  const ClientIdentity identity = verified();
+  const Page json =
+      render_denied({Denial::unknown_user, false}, identity, "/auth/trouble", /*json=*/true);
+  const JsonObject object = parse_json(json.body);
+  EXPECT_EQ(object.at("status").text, "403");
+  EXPECT_EQ(object.at("reason").text, "unknown_user");
+  EXPECT_EQ(object.at("message").text, denial_message(Denial::unknown_user, identity));
+  EXPECT_TRUE(contains(object.at("message").text, "CRIC"));
+  const Page html = render_denied({Denial::unusable_identity, false}, identity, "/auth/trouble",
+                                  /*json=*/false);
+  EXPECT_TRUE(contains(html.body, "cannot be passed on to the service."));
+  EXPECT_TRUE(contains(html.body, "<a href=\"/auth/trouble\">"));
+  EXPECT_EQ(
+      parse_json(
+          render_denied({Denial::unusable_identity, false}, identity, "/auth/trouble", true).body)
+          .at("reason")
+          .text,
+      "bad_identity");
+}
+
 // ---- Trouble page: JSON ---------------------------------------------------------------------
 
 TEST(AuthPages, TroubleJsonWithoutCertificateOmitsCertificateFields) {
@@ -298,7 +346,9 @@ TEST(AuthPages, TroubleJsonWithoutCertificateOmitsCertificateFields) {
   EXPECT_EQ(page.body,
             "{\"tls\":true,\"protocol\":\"TLSv1.3\",\"certificate_offered\":false,"
             "\"verified\":false,\"outcome\":\"no_certificate\",\"reason\":\"\",\"kind\":\"none\","
-            "\"verify_error\":0,\"error_depth\":-1,\"resumed\":false}");
+            "\"verify_error\":0,\"error_depth\":-1,\"resumed\":false,"
+            "\"cms_account\":{\"mapped\":false,\"summary\":\"This server does not map "
+            "certificates to CMS accounts.\"}}");
   parse_json(page.body);
 }
 
@@ -314,9 +364,12 @@ TEST(AuthPages, TroubleJsonWithCertificateHasEveryFact) {
             "\"leaf_dn\":\"/DC=ch/DC=cern/OU=Users/CN=jdoe/CN=123\","
             "\"issuer_dn\":\"/DC=ch/DC=cern/CN=CERN Grid Certification Authority\","
             "\"not_before\":\"2025-11-28 12:00:00 UTC\",\"not_after\":\"2026-11-28 12:00:00 UTC\","
-            "\"days_left\":10,\"verify_error\":0,\"error_depth\":-1,\"resumed\":true}");
+            "\"days_left\":10,\"verify_error\":0,\"error_depth\":-1,\"resumed\":true,"
+            "\"cms_account\":{\"mapped\":false,\"summary\":\"This server does not map "
+            "certificates to CMS accounts.\"}}");
   const JsonObject object = parse_json(page.body);
-  EXPECT_EQ(object.size(), 16u);
+  EXPECT_EQ(object.size(), 17u);
+  EXPECT_EQ(member_object(object, "cms_account").size(), 2u);
 }
 
 TEST(AuthPages, TroubleJsonDaysLeftRoundsDownAndGoesNegative) {
@@ -457,6 +510,202 @@ TEST(AuthPages, TroubleHtmlOverPlainHttpPointsToHttps) {
   EXPECT_TRUE(contains(page.body, "<tr><th>TLS</th><td>no</td></tr>"));
   EXPECT_TRUE(contains(page.body, "plain HTTP"));
   EXPECT_FALSE(contains(page.body, "User DN"));
+}
+
+// ---- Trouble page: the CMS account ----------------------------------------------------------
+
+constexpr std::string_view kNoMap = "This server does not map certificates to CMS accounts.";
+
+UserRecord jdoe() {
+  UserRecord user;
+  user.login = "jdoe";
+  user.name = "John Doe";
+  user.id = 1234;
+  user.dns = {"/DC=ch/DC=cern/OU=Users/CN=jdoe"};
+  user.roles = {{"admin", "group:reqmgr site:t1-ch-cern"}, {"global-admin", "group:das"}};
+  return user;
+}
+
+// TLSv1.3 with a user map of `users` users, in which the identity maps to `user`.
+TroubleFacts with_map(const UserRecord* user, std::size_t users = 4321) {
+  TroubleFacts facts = tls13(kNotAfter - 100 * kDay);
+  facts.user_map_loaded = true;
+  facts.user_map_users = users;
+  facts.user = user;
+  return facts;
+}
+
+TEST(AuthPages, TroubleJsonShowsTheMappedAccount) {
+  const UserRecord user = jdoe();
+  const Page page = render_trouble(verified(), with_map(&user), true);
+  EXPECT_TRUE(page.body.ends_with(
+      ",\"resumed\":false,\"cms_account\":{\"mapped\":true,\"summary\":\"Your DN is registered "
+      "to the CMS account 'jdoe'.\",\"login\":\"jdoe\",\"name\":\"John Doe\",\"roles\":{"
+      "\"admin\":\"group:reqmgr site:t1-ch-cern\",\"global-admin\":\"group:das\"}}}"))
+      << page.body;
+  const JsonObject object = parse_json(page.body);
+  const JsonObject& account = member_object(object, "cms_account");
+  EXPECT_EQ(account.size(), 5u);
+  EXPECT_EQ(account.at("mapped").text, "true");
+  EXPECT_FALSE(account.at("mapped").is_string);
+  EXPECT_EQ(account.at("login").text, "jdoe");
+  EXPECT_EQ(account.at("name").text, "John Doe");
+  const JsonObject& roles = member_object(account, "roles");
+  EXPECT_EQ(roles.size(), 2u);
+  EXPECT_EQ(roles.at("admin").text, "group:reqmgr site:t1-ch-cern");
+  EXPECT_EQ(roles.at("global-admin").text, "group:das");
+}
+
+TEST(AuthPages, TroubleJsonShowsAMappedAccountWithoutNameOrRoles) {
+  UserRecord user = jdoe();
+  user.name.clear();
+  user.roles.clear();
+  const JsonObject object = parse_json(render_trouble(verified(), with_map(&user), true).body);
+  const JsonObject& account = member_object(object, "cms_account");
+  EXPECT_EQ(account.at("mapped").text, "true");
+  EXPECT_EQ(account.at("login").text, "jdoe");
+  ASSERT_TRUE(account.contains("name"));
+  EXPECT_EQ(account.at("name").text, "");
+  EXPECT_TRUE(member_object(account, "roles").empty());
+}
+
+TEST(AuthPages, TroubleJsonExplainsAnUnmappedVerifiedCertificate) {
+  const JsonObject object = parse_json(render_trouble(verified(), with_map(nullptr), true).body);
+  const JsonObject& account = member_object(object, "cms_account");
+  EXPECT_EQ(account.size(), 2u);
+  EXPECT_EQ(account.at("mapped").text, "false");
+  EXPECT_EQ(account.at("summary").text,
+            "Your DN is not registered to a CMS account (the user map has 4321 users). Register "
+            "this certificate with your account in CRIC; pages that need a CMS account refuse "
+            "it until then.");
+  EXPECT_FALSE(account.contains("login"));
+  EXPECT_FALSE(account.contains("roles"));
+}
+
+TEST(AuthPages, TroubleJsonDoesNotLookUpAnUnverifiedCertificate) {
+  ClientIdentity identity = verified();
+  identity.outcome = VerifyOutcome::unknown_ca;
+  identity.reason = "unable to get local issuer certificate";
+  const JsonObject object = parse_json(render_trouble(identity, with_map(nullptr), true).body);
+  const JsonObject& account = member_object(object, "cms_account");
+  EXPECT_EQ(account.at("mapped").text, "false");
+  EXPECT_EQ(account.at("summary").text,
+            "Not looked up: only a verified certificate is mapped to a CMS account.");
+  EXPECT_FALSE(account.contains("login"));
+}
+
+TEST(AuthPages, TroubleJsonWithoutCertificateOrMap) {
+  JsonObject object = parse_json(render_trouble(ClientIdentity{}, with_map(nullptr), true).body);
+  EXPECT_EQ(member_object(object, "cms_account").at("summary").text,
+            "No certificate, so no CMS account to look up.");
+  // Over plain HTTP the certificate is never shown, so neither is an account.
+  object = parse_json(render_trouble(verified(), {false, "-", kNotAfter, true, 10}, true).body);
+  EXPECT_EQ(member_object(object, "cms_account").at("summary").text,
+            "No certificate, so no CMS account to look up.");
+  object = parse_json(render_trouble(verified(), tls13(kNotAfter), true).body);
+  const JsonObject& account = member_object(object, "cms_account");
+  EXPECT_EQ(account.size(), 2u);
+  EXPECT_EQ(account.at("mapped").text, "false");
+  EXPECT_EQ(account.at("summary").text, kNoMap);
+}
+
+// Map entries come from CRIC, not from us: login, name and roles are escaped like DNs, and the
+// JSON stays parseable and decodes to the same text.
+UserRecord hostile_user() {
+  UserRecord user;
+  user.login = std::string(kHostileDn) + "\\\x01";
+  user.name = "J\xC3\xB6rg </td><script>x()</script> \"&\"\t\x7f \xE2\x82\xAC";
+  user.roles = {{"<b>role\"</b>", "group:<i>'x'</i> site:\\\"y\\\""},
+                {"ok", std::string(kHostileDn) + "\n"}};
+  return user;
+}
+
+TEST(AuthPages, TroubleJsonEscapesTheMappedAccount) {
+  const UserRecord user = hostile_user();
+  const Page page = render_trouble(verified(), with_map(&user), true);
+  EXPECT_FALSE(contains(page.body, "\x01"));
+  EXPECT_FALSE(contains(page.body, "\n"));
+  EXPECT_TRUE(contains(page.body,
+                       "\"login\":\"/DC=org/CN=<script>alert(\\\"x\\\")</script>'"
+                       "&amp;\\\\\\u0001\""));
+  const JsonObject object = parse_json(page.body);
+  const JsonObject& account = member_object(object, "cms_account");
+  EXPECT_EQ(account.at("login").text, user.login);
+  EXPECT_EQ(account.at("name").text, user.name);
+  EXPECT_EQ(account.at("summary").text,
+            "Your DN is registered to the CMS account '" + user.login + "'.");
+  const JsonObject& roles = member_object(account, "roles");
+  ASSERT_EQ(roles.size(), 2u);
+  EXPECT_EQ(roles.at("<b>role\"</b>").text, "group:<i>'x'</i> site:\\\"y\\\"");
+  EXPECT_EQ(roles.at("ok").text, std::string(kHostileDn) + "\n");
+}
+
+TEST(AuthPages, TroubleHtmlShowsTheMappedAccount) {
+  const UserRecord user = jdoe();
+  const Page page = render_trouble(verified(), with_map(&user), false);
+  EXPECT_TRUE(contains(page.body,
+                       "<tr><th>CMS account</th><td>Your DN is registered to the CMS account "
+                       "&#39;jdoe&#39;.</td></tr>\n"
+                       "<tr><th>Login</th><td>jdoe</td></tr>\n"
+                       "<tr><th>Name</th><td>John Doe</td></tr>\n"
+                       "<tr><th>Roles</th><td>admin: group:reqmgr site:t1-ch-cern; global-admin: "
+                       "group:das</td></tr>\n</table>"))
+      << page.body;
+
+  UserRecord bare = jdoe();
+  bare.name.clear();
+  bare.roles.clear();
+  const Page bare_page = render_trouble(verified(), with_map(&bare), false);
+  EXPECT_TRUE(contains(bare_page.body,
+                       "<tr><th>Login</th><td>jdoe</td></tr>\n"
+                       "<tr><th>Roles</th><td>(none)</td></tr>\n"));
+  EXPECT_FALSE(contains(bare_page.body, "<th>Name</th>"));
+}
+
+TEST(AuthPages, TroubleHtmlExplainsAMissingAccount) {
+  Page page = render_trouble(verified(), with_map(nullptr, 17), false);
+  EXPECT_TRUE(contains(page.body,
+                       "<tr><th>CMS account</th><td>Your DN is not registered to a CMS account "
+                       "(the user map has 17 users). Register this certificate with your account "
+                       "in CRIC;"));
+  EXPECT_FALSE(contains(page.body, "<th>Login</th>"));
+  EXPECT_FALSE(contains(page.body, "<th>Roles</th>"));
+
+  ClientIdentity identity = verified();
+  identity.outcome = VerifyOutcome::revoked;
+  page = render_trouble(identity, with_map(nullptr), false);
+  EXPECT_TRUE(contains(page.body,
+                       "<tr><th>CMS account</th><td>Not looked up: only a verified certificate "
+                       "is mapped to a CMS account.</td></tr>"));
+
+  page = render_trouble(ClientIdentity{}, with_map(nullptr), false);
+  EXPECT_TRUE(contains(page.body,
+                       "<tr><th>CMS account</th><td>No certificate, so no CMS account to look "
+                       "up.</td></tr>"));
+
+  page = render_trouble(verified(), tls13(kNotAfter), false);
+  EXPECT_TRUE(
+      contains(page.body, "<tr><th>CMS account</th><td>" + std::string(kNoMap) + "</td></tr>"));
+  EXPECT_FALSE(contains(page.body, "<th>Login</th>"));
+}
+
+TEST(AuthPages, TroubleHtmlEscapesTheMappedAccount) {
+  const UserRecord user = hostile_user();
+  const Page page = render_trouble(verified(), with_map(&user), false);
+  EXPECT_FALSE(contains(page.body, "<script>"));
+  EXPECT_FALSE(contains(page.body, "</td><script>"));
+  EXPECT_FALSE(contains(page.body, "<b>"));
+  EXPECT_FALSE(contains(page.body, "<i>"));
+  EXPECT_FALSE(contains(page.body, "\x01"));
+  EXPECT_FALSE(contains(page.body, "\x7f"));
+  EXPECT_TRUE(contains(page.body,
+                       "<tr><th>Login</th><td>/DC=org/CN=&lt;script&gt;alert(&quot;x&quot;)"
+                       "&lt;/script&gt;&#39;&amp;amp;"));
+  EXPECT_TRUE(contains(page.body, "<tr><th>Name</th><td>J\xC3\xB6rg &lt;/td&gt;&lt;script&gt;"));
+  EXPECT_TRUE(contains(page.body,
+                       "<tr><th>Roles</th><td>&lt;b&gt;role&quot;&lt;/b&gt;: "
+                       "group:&lt;i&gt;&#39;x&#39;&lt;/i&gt;"));
+  EXPECT_TRUE(contains(page.body, "the CMS account &#39;/DC=org/CN=&lt;script&gt;"));
 }
 
 }  // namespace

@@ -264,6 +264,20 @@ TEST(LoadConfig, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(config.limits.handshake_timeout, Duration(10s));
   EXPECT_EQ(config.limits.body_timeout, Duration(60s));
   EXPECT_EQ(config.auth.trouble_page, "/auth/trouble");
+  // No protected route, so no CMS identity: the [auth] keys keep their defaults.
+  EXPECT_EQ(config.auth.hmac_key, "");
+  EXPECT_EQ(config.auth.hmac_encoding, auth::HmacEncoding::python3);
+  EXPECT_EQ(config.auth.user_map, "");
+  EXPECT_EQ(config.auth.user_map_url, "");
+  EXPECT_EQ(config.auth.user_map_cache, "");
+  EXPECT_EQ(config.auth.user_map_refresh, Duration(4min));
+  EXPECT_EQ(config.auth.user_map_timeout, Duration(30s));
+  EXPECT_EQ(config.auth.user_map_certificate, "");
+  EXPECT_EQ(config.auth.user_map_key, "");
+  EXPECT_EQ(config.auth.user_map_ca_file, "");
+  EXPECT_EQ(config.auth.user_map_ca_dir, "");
+  EXPECT_EQ(config.auth.user_map_max_drop_percent, 50u);
+  EXPECT_EQ(config.auth.unknown_users, UnknownUsers::reject);
   ASSERT_EQ(config.backends.size(), 1u);
   const BackendSettings& app = config.backends[0];
   EXPECT_EQ(app.name, "app");
@@ -276,6 +290,7 @@ TEST(LoadConfig, MinimalFileGetsEveryDefault) {
   EXPECT_EQ(app.response_timeout, Duration(300s));
   EXPECT_EQ(app.idle_timeout, Duration(60s));
   EXPECT_EQ(app.balance, Balance::round_robin);
+  EXPECT_FALSE(app.hmac_encoding.has_value());
   ASSERT_EQ(config.routes.size(), 1u);
   const routes::RouteRule& rule = config.routes.rule(0);
   EXPECT_EQ(rule.name, "route1");
@@ -302,6 +317,8 @@ class LoadConfigFiles : public ::testing::Test {
     dir_ = pattern;
     std::ofstream(dir_ / "cert.pem") << "not parsed by the loader\n";
     std::ofstream(dir_ / "key.pem") << "not parsed by the loader\n";
+    std::ofstream(dir_ / "hmac.key") << "not read by the loader\n";
+    std::ofstream(dir_ / "usermap.json") << "not parsed by the loader\n";
   }
   void TearDown() override { std::filesystem::remove_all(dir_); }
 
@@ -551,6 +568,8 @@ key = "DIR/alias-key.pem"
 
 [auth]
 trouble_page = "/cms/auth-trouble"
+hmac_key = "DIR/hmac.key"
+user_map = "DIR/usermap.json"
 
 [backend.app]
 servers = ["http://127.0.0.1:8246"]
@@ -633,6 +652,12 @@ TEST_F(LoadConfigFiles, GridAuthenticationKeysAreParsed) {
             static_cast<std::size_t>(AuthPolicy::cert_limited_proxy));
 }
 
+// What every protected route needs, on files SetUp() writes.
+constexpr const char* kIdentityKeys = R"([auth]
+hmac_key = "DIR/hmac.key"
+user_map = "DIR/usermap.json"
+)";
+
 // A profile asking for client certificates, with `extra` keys, and one route.
 constexpr const char* kClientCertificateProfile = R"([[listener]]
 address = "127.0.0.1:8443"
@@ -649,11 +674,17 @@ key = "DIR/key.pem"
 client_certificates = "request"
 )";
 
+// kClientCertificateProfile with `extra` keys of [tls.main] (from line 14 on), then the [auth]
+// keys its protected route needs.
+std::string client_certificate_config(const std::string& extra) {
+  return std::string(kClientCertificateProfile) + extra + kIdentityKeys;
+}
+
 TEST_F(LoadConfigFiles, TicketKeyFileHoldsWholeEightyByteKeys) {
   std::filesystem::create_directory(dir_ / "certificates");
-  const std::string path = write(std::string(kClientCertificateProfile) +
-                                 "ca_dir = \"DIR/certificates\"\n"
-                                 "session_ticket_keys = \"DIR/ticket-keys\"\n");
+  const std::string path =
+      write(client_certificate_config("ca_dir = \"DIR/certificates\"\n"
+                                      "session_ticket_keys = \"DIR/ticket-keys\"\n"));
   const std::string keys = (dir_ / "ticket-keys").string();
   for (const std::size_t size : {80u, 160u}) {
     std::ofstream(keys, std::ios::trunc) << std::string(size, 'k');
@@ -675,8 +706,7 @@ TEST_F(LoadConfigFiles, TicketKeyFileHoldsWholeEightyByteKeys) {
 
 TEST_F(LoadConfigFiles, CaDirMustBeAReadableDirectory) {
   for (const std::string name : {"cert.pem", "missing"}) {
-    const std::string path =
-        write(std::string(kClientCertificateProfile) + "ca_dir = \"DIR/" + name + "\"\n");
+    const std::string path = write(client_certificate_config("ca_dir = \"DIR/" + name + "\"\n"));
     const auto result = load_config(path);
     ASSERT_EQ(result.errors.size(), 1u) << name;
     EXPECT_EQ(result.errors[0].format(),
@@ -688,12 +718,12 @@ TEST_F(LoadConfigFiles, CaDirMustBeAReadableDirectory) {
 
 TEST_F(LoadConfigFiles, GridFilesMustBeReadable) {
   std::filesystem::create_directory(dir_ / "certificates");
-  const std::string path = write(std::string(kClientCertificateProfile) +
-                                 "ca_dir = \"DIR/certificates\"\n"
-                                 "client_ca_names = \"DIR/names.pem\"\n"
-                                 "session_ticket_keys = \"DIR/keys\"\n"
-                                 "sni_certificates = [{certificate = \"DIR/cert.pem\", "
-                                 "key = \"DIR/alias.key\"}]\n");
+  const std::string path =
+      write(client_certificate_config("ca_dir = \"DIR/certificates\"\n"
+                                      "client_ca_names = \"DIR/names.pem\"\n"
+                                      "session_ticket_keys = \"DIR/keys\"\n"
+                                      "sni_certificates = [{certificate = \"DIR/cert.pem\", "
+                                      "key = \"DIR/alias.key\"}]\n"));
   Strings errors;
   for (const auto& error : load_config(path).errors) errors.push_back(error.format());
   const std::string missing = "': No such file or directory";
@@ -939,6 +969,239 @@ TEST_F(LoadConfigFiles, AccessLogDirectoryMustBeWritable) {
   }
 }
 
+// ---- [auth]: the CMS identity ------------------------------------------------------------------
+
+// Every [auth] identity key with a good value, a backend overriding hmac_encoding and one
+// taking [auth]'s.
+constexpr const char* kIdentityConfig = R"([auth]
+hmac_key = "DIR/hmac.key"
+hmac_encoding = "raw"
+user_map = "DIR/usermap.json"
+user_map_url = "https://cms-cric.cern.ch/api/accounts/user/query/?json&preset=roles"
+user_map_cache = "/var/lib/cmsfront/usermap.json"
+user_map_refresh = "1s"
+user_map_timeout = "1m30s"
+user_map_certificate = "DIR/robot-cert.pem"
+user_map_key = "DIR/robot-key.pem"
+user_map_ca_file = "DIR/cric-ca.pem"
+user_map_ca_dir = "/etc/grid-security/certificates"
+user_map_max_drop_percent = 100
+unknown_users = "forward"
+
+[[listener]]
+address = "127.0.0.1:8443"
+tls = "main"
+
+[tls.main]
+certificate = "DIR/cert.pem"
+key = "DIR/key.pem"
+client_certificates = "request"
+ca_dir = "DIR"
+
+[backend.python]
+servers = ["http://127.0.0.1:8246"]
+hmac_encoding = "python3"
+
+[backend.go]
+servers = ["http://127.0.0.1:8247"]
+
+[[route]]
+path = "/python"
+backend = "python"
+auth = "cert"
+
+[[route]]
+path = "/go"
+backend = "go"
+auth = "optional"
+)";
+
+TEST_F(LoadConfigFiles, IdentityKeysAreParsed) {
+  std::ofstream(dir_ / "robot-cert.pem") << "not parsed by the loader\n";
+  std::ofstream(dir_ / "robot-key.pem") << "not parsed by the loader\n";
+  std::ofstream(dir_ / "cric-ca.pem") << "not parsed by the loader\n";
+  const auto result = load_config(write(kIdentityConfig));
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  const AuthSettings& auth = result.config->auth;
+  EXPECT_EQ(auth.trouble_page, "/auth/trouble");
+  EXPECT_EQ(auth.hmac_key, (dir_ / "hmac.key").string());
+  EXPECT_EQ(auth.hmac_encoding, auth::HmacEncoding::raw);
+  EXPECT_EQ(auth.user_map, (dir_ / "usermap.json").string());
+  EXPECT_EQ(auth.user_map_url,
+            "https://cms-cric.cern.ch/api/accounts/user/query/?json&preset=roles");
+  EXPECT_EQ(auth.user_map_cache, "/var/lib/cmsfront/usermap.json");
+  EXPECT_EQ(auth.user_map_refresh, Duration(1s));
+  EXPECT_EQ(auth.user_map_timeout, Duration(90s));
+  EXPECT_EQ(auth.user_map_certificate, (dir_ / "robot-cert.pem").string());
+  EXPECT_EQ(auth.user_map_key, (dir_ / "robot-key.pem").string());
+  EXPECT_EQ(auth.user_map_ca_file, (dir_ / "cric-ca.pem").string());
+  EXPECT_EQ(auth.user_map_ca_dir, "/etc/grid-security/certificates");
+  EXPECT_EQ(auth.user_map_max_drop_percent, 100u);
+  EXPECT_EQ(auth.unknown_users, UnknownUsers::forward);
+
+  const Config& config = *result.config;
+  ASSERT_EQ(config.routes.size(), 2u);
+  const BackendSettings& python = config.backends.at(config.routes.rule(0).backend_index);
+  EXPECT_EQ(python.name, "python");
+  EXPECT_EQ(python.hmac_encoding, auth::HmacEncoding::python3);
+  const BackendSettings& go = config.backends.at(config.routes.rule(1).backend_index);
+  EXPECT_EQ(go.name, "go");
+  EXPECT_FALSE(go.hmac_encoding.has_value());
+  EXPECT_EQ(config.routes.rule(0).auth_policy, static_cast<std::size_t>(AuthPolicy::cert));
+  EXPECT_EQ(config.routes.rule(1).auth_policy, static_cast<std::size_t>(AuthPolicy::optional));
+
+  // The robot's files are checked like every other file.
+  std::filesystem::remove(dir_ / "robot-key.pem");
+  EXPECT_EQ(formatted_errors(load_config((dir_ / "cmsfront.toml").string())),
+            Strings{(dir_ / "cmsfront.toml").string() + ":10:16: cannot read user map TLS file '" +
+                    (dir_ / "robot-key.pem").string() + "': No such file or directory"});
+  EXPECT_TRUE(
+      load_config((dir_ / "cmsfront.toml").string(), {.check_files = false}).errors.empty());
+}
+
+// Either source alone is enough for protected routes; the defaults of the other keys stay.
+TEST_F(LoadConfigFiles, EitherUserMapSourceIsEnough) {
+  const std::string url = "https://cms-cric.cern.ch/api/accounts/user/query/?json";
+  for (const std::string& source :
+       {std::string("user_map = \"DIR/usermap.json\"\n"),
+        "user_map_url = \"" + url + "\"\nuser_map_cache = \"/var/lib/cmsfront/usermap.json\"\n"}) {
+    const auto result =
+        load_config(write(std::string(kClientCertificateProfile) + "ca_dir = \"DIR\"\n" +
+                          "[auth]\nhmac_key = \"DIR/hmac.key\"\n" + source));
+    ASSERT_TRUE(result.errors.empty()) << source << ": " << result.errors.front().format();
+    const AuthSettings& auth = result.config->auth;
+    const bool file = source.starts_with("user_map =");
+    EXPECT_EQ(auth.user_map, file ? (dir_ / "usermap.json").string() : "");
+    EXPECT_EQ(auth.user_map_url, file ? "" : url);
+    EXPECT_EQ(auth.user_map_cache, file ? "" : "/var/lib/cmsfront/usermap.json");
+    EXPECT_EQ(auth.hmac_encoding, auth::HmacEncoding::python3);
+    EXPECT_EQ(auth.user_map_refresh, Duration(4min));
+    EXPECT_EQ(auth.user_map_timeout, Duration(30s));
+    EXPECT_EQ(auth.user_map_certificate, "");
+    EXPECT_EQ(auth.user_map_key, "");
+    EXPECT_EQ(auth.user_map_ca_file, "");
+    EXPECT_EQ(auth.user_map_ca_dir, "");
+    EXPECT_EQ(auth.user_map_max_drop_percent, 50u);
+    EXPECT_EQ(auth.unknown_users, UnknownUsers::reject);
+  }
+}
+
+// The route (line 9, `auth` at column 8) is protected; [auth] follows the profile.
+TEST_F(LoadConfigFiles, ProtectedRoutesNeedHmacKeyAndUserMap) {
+  const std::string hmac_key = "hmac_key = \"DIR/hmac.key\"\n";
+  const std::string user_map = "user_map = \"DIR/usermap.json\"\n";
+  const std::string no_key =
+      ":9:8: auth = \"cert\" needs [auth] hmac_key (the backends verify the cms-authn headers "
+      "with it)";
+  const std::string no_map =
+      ":9:8: auth = \"cert\" needs [auth] user_map or user_map_url (the CMS user map)";
+  const std::string profile = std::string(kClientCertificateProfile) + "ca_dir = \"DIR\"\n";
+  std::string path = write(profile);
+  EXPECT_EQ(formatted_errors(load_config(path)), (Strings{path + no_key, path + no_map}));
+  path = write(profile + "[auth]\n" + user_map);
+  EXPECT_EQ(formatted_errors(load_config(path)), Strings{path + no_key});
+  path = write(profile + "[auth]\n" + hmac_key);
+  EXPECT_EQ(formatted_errors(load_config(path)), Strings{path + no_map});
+  path = write(profile + "[auth]\n" + hmac_key + user_map);
+  EXPECT_TRUE(load_config(path).errors.empty());
+  // A key given with a bad value is reported there only: one typo, one message.
+  path = write(profile + "[auth]\nhmac_key = \"\"\n" + user_map);
+  EXPECT_EQ(formatted_errors(load_config(path)),
+            Strings{path + ":16:12: 'hmac_key' must not be empty"});
+  path = write(profile + "[auth]\n" + hmac_key + "user_map = 7\n");
+  EXPECT_EQ(formatted_errors(load_config(path)),
+            Strings{path + ":17:12: 'user_map' must be a string"});
+}
+
+// Each bad [auth] value alone, on a file whose only route is auth = "none"; positions are
+// "line:column" in the file with_rest() writes ([auth] on line 1).
+TEST_F(LoadConfigFiles, IdentityValuesAreChecked) {
+  const std::string cache = "\nuser_map_cache = \"/var/lib/cmsfront/usermap.json\"";
+  const std::string no_url = " has no effect without 'user_map_url'";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"hmac_key = \"\"", "2:12: 'hmac_key' must not be empty"},
+      {"hmac_key = \"DIR/missing.key\"",
+       "2:12: cannot read HMAC key file 'DIR/missing.key': No such file or directory"},
+      {"user_map = \"DIR/missing.json\"",
+       "2:12: cannot read user map file 'DIR/missing.json': No such file or directory"},
+      {"hmac_encoding = \"utf-8\"",
+       "2:17: 'hmac_encoding' must be one of python3, raw (got 'utf-8')"},
+      {"hmac_encoding = \"Python3\"",
+       "2:17: 'hmac_encoding' must be one of python3, raw (got 'Python3')"},
+      {"hmac_encoding = 3", "2:17: 'hmac_encoding' must be a string"},
+      {"unknown_users = \"allow\"",
+       "2:17: 'unknown_users' must be one of reject, forward (got 'allow')"},
+      {"unknown_users = \"Reject\"",
+       "2:17: 'unknown_users' must be one of reject, forward (got 'Reject')"},
+      {"user_map_url = \"http://cms-cric.cern.ch/api\"" + cache,
+       "2:16: 'user_map_url' must be an https:// URL (got 'http://cms-cric.cern.ch/api')"},
+      {"user_map_url = \"HTTPS://cms-cric.cern.ch/api\"" + cache,
+       "2:16: 'user_map_url' must be an https:// URL (got 'HTTPS://cms-cric.cern.ch/api')"},
+      {"user_map_url = \"https://\"" + cache,
+       "2:16: 'user_map_url' must be an https:// URL (got 'https://')"},
+      {"user_map_url = \"https://cms-cric.cern.ch/a b\"" + cache,
+       "2:16: 'user_map_url' must be an https:// URL (got 'https://cms-cric.cern.ch/a b')"},
+      {"user_map_url = \"cms-cric.cern.ch\"" + cache,
+       "2:16: 'user_map_url' must be an https:// URL (got 'cms-cric.cern.ch')"},
+      {"user_map_url = 443" + cache, "2:16: 'user_map_url' must be a string"},
+      {"user_map_url = \"https://cms-cric.cern.ch/api\"",
+       "2:16: 'user_map_url' needs 'user_map_cache' (where the last good download is kept, so a "
+       "restart while CRIC is down starts with the full map)"},
+      {"user_map_cache = \"var/lib/cmsfront/usermap.json\"",
+       "2:18: 'user_map_cache' must be an absolute path"},
+      {"user_map_cache = \"\"", "2:18: 'user_map_cache' must be an absolute path"},
+      {"user_map_cache = \"./usermap.json\"", "2:18: 'user_map_cache' must be an absolute path"},
+      {"user_map_refresh = \"999ms\"", "2:20: 'user_map_refresh' must be at least 1s"},
+      {"user_map_refresh = \"0\"", "2:20: 'user_map_refresh' must be greater than 0"},
+      {"user_map_refresh = 240",
+       "2:20: 'user_map_refresh' must be a duration string such as "
+       "\"30s\""},
+      {"user_map_timeout = \"0\"", "2:20: 'user_map_timeout' must be greater than 0"},
+      {"user_map_timeout = \"30\"",
+       "2:20: 'user_map_timeout': invalid duration '30': missing unit (expected ms, s, m, h or "
+       "d)"},
+      {"user_map_max_drop_percent = 101", "2:29: 'user_map_max_drop_percent' must be at most 100"},
+      {"user_map_max_drop_percent = -1", "2:29: 'user_map_max_drop_percent' must be at least 0"},
+      {"user_map_max_drop_percent = \"50%\"",
+       "2:29: 'user_map_max_drop_percent' must be an integer"},
+      {"user_map_certificate = \"DIR/cert.pem\"", "2:24: 'user_map_certificate'" + no_url},
+      {"user_map_key = \"DIR/key.pem\"", "2:16: 'user_map_key'" + no_url},
+      {"user_map_ca_file = \"DIR/cert.pem\"", "2:20: 'user_map_ca_file'" + no_url},
+      {"user_map_ca_dir = \"/etc/grid-security/certificates\"", "2:19: 'user_map_ca_dir'" + no_url},
+      // A URL given with a bad value does not make its TLS keys "without" one as well.
+      {"user_map_url = \"http://cms-cric.cern.ch/api\"" + cache +
+           "\nuser_map_certificate = \"DIR/cert.pem\"\nuser_map_ca_dir = \"/etc/ssl/certs\"",
+       "2:16: 'user_map_url' must be an https:// URL (got 'http://cms-cric.cern.ch/api')"},
+      {"user_map_url = \"https://cms-cric.cern.ch/api\"" + cache +
+           "\nuser_map_key = \"DIR/missing.pem\"",
+       "4:16: cannot read user map TLS file 'DIR/missing.pem': No such file or directory"},
+      {"user_map_file = \"DIR/usermap.json\"", "2:1: unknown key 'user_map_file' in [auth]"},
+  };
+  const auto expand = [&](std::string text) {
+    for (std::size_t at = 0; (at = text.find("DIR", at)) != std::string::npos;) {
+      text.replace(at, 3, dir_.string());
+    }
+    return text;
+  };
+  for (const auto& [lines, message] : cases) {
+    const std::string path = write(with_rest("[auth]\n" + lines + "\n"));
+    EXPECT_EQ(formatted_errors(load_config(path)), Strings{path + ":" + expand(message)}) << lines;
+  }
+  // The limits themselves are accepted.
+  for (const std::string lines :
+       {"user_map_max_drop_percent = 0", "user_map_max_drop_percent = 100",
+        "user_map_refresh = \"1s\"", "user_map_timeout = \"1ms\"", "hmac_encoding = \"python3\"",
+        "hmac_encoding = \"raw\"", "unknown_users = \"reject\"", "unknown_users = \"forward\""}) {
+    const auto result = load_config(write(with_rest("[auth]\n" + lines + "\n")));
+    EXPECT_TRUE(result.errors.empty()) << lines << ": " << result.errors.front().format();
+  }
+  const std::string path =
+      write(with_rest("[backend.b]\nservers = [\"http://127.0.0.1:1\"]\n"
+                      "hmac_encoding = \"go\"\n"));
+  EXPECT_EQ(formatted_errors(load_config(path)),
+            Strings{path + ":3:17: 'hmac_encoding' must be one of python3, raw (got 'go')"});
+}
+
 // ---- the shipped example ---------------------------------------------------------------------
 
 const std::string kExample = std::string(CMSFRONT_SOURCE_DIR) + "/etc/cmsfront.toml";
@@ -976,6 +1239,14 @@ TEST(ExampleConfiguration, LoadsWhenFilesAndHostsAreNotChecked) {
   EXPECT_EQ(main.session_lifetime, Duration(1h));
   EXPECT_EQ(main.session_cache_size, 20480u);
   EXPECT_EQ(config.auth.trouble_page, "/auth/trouble");
+  EXPECT_EQ(config.auth.hmac_key, "/etc/cmsfront/hmac.key");
+  EXPECT_EQ(config.auth.hmac_encoding, auth::HmacEncoding::python3);
+  EXPECT_EQ(config.auth.user_map, "/etc/cmsfront/usermap.json");
+  EXPECT_EQ(config.auth.user_map_url, "");
+  EXPECT_EQ(config.auth.unknown_users, UnknownUsers::reject);
+  for (const BackendSettings& backend : config.backends) {
+    EXPECT_FALSE(backend.hmac_encoding.has_value()) << backend.name;
+  }
   EXPECT_EQ(config.routes.rule(0).auth_policy, static_cast<std::size_t>(AuthPolicy::cert));
   EXPECT_EQ(couchdb.auth_policy, static_cast<std::size_t>(AuthPolicy::cert_limited_proxy));
 
@@ -1015,6 +1286,47 @@ TEST(ExampleConfiguration, ReportsTheUnreadableCertificateWithItsPosition) {
             kExample + ":" + where +
                 ": cannot read certificate file '/etc/grid-security/hostcert.pem': No such file "
                 "or directory");
+}
+
+// The example's commented-out [auth] and backend keys are valid as written: uncommented, they
+// load (the URL's keys with it) and mean what their comments say.
+TEST(ExampleConfiguration, CommentedIdentityKeysAreValid) {
+  std::ifstream in(kExample);
+  std::ostringstream text;
+  int uncommented = 0;
+  for (std::string line; std::getline(in, line);) {
+    if (line.starts_with("#user_map_") || line.starts_with("#hmac_encoding = ")) {
+      line.erase(0, 1);
+      ++uncommented;
+    }
+    text << line << "\n";
+  }
+  EXPECT_EQ(uncommented, 10);
+  std::string pattern = (std::filesystem::temp_directory_path() / "cmsfront-example-XXXXXX");
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const std::filesystem::path dir = pattern;
+  const std::string path = (dir / "cmsfront.toml").string();
+  std::ofstream(path) << text.str();
+  const auto result = load_config(path, {.check_files = false, .resolve_backends = false});
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(result.errors.empty()) << result.errors.front().format();
+  const AuthSettings& auth = result.config->auth;
+  EXPECT_EQ(auth.user_map, "/etc/cmsfront/usermap.json");
+  EXPECT_TRUE(auth.user_map_url.starts_with("https://cms-cric.cern.ch/")) << auth.user_map_url;
+  EXPECT_EQ(auth.user_map_cache, "/var/lib/cmsfront/usermap.json");
+  EXPECT_EQ(auth.user_map_refresh, Duration(4min));
+  EXPECT_EQ(auth.user_map_timeout, Duration(30s));
+  EXPECT_EQ(auth.user_map_certificate, "/etc/cmsfront/robot-cert.pem");
+  EXPECT_EQ(auth.user_map_key, "/etc/cmsfront/robot-key.pem");
+  EXPECT_FALSE(auth.user_map_ca_file.empty());
+  EXPECT_EQ(auth.user_map_ca_dir, "/etc/grid-security/certificates");
+  EXPECT_EQ(auth.user_map_max_drop_percent, 50u);
+  for (const BackendSettings& backend : result.config->backends) {
+    // Only [backend.reqmgr2] shows the key.
+    EXPECT_EQ(backend.hmac_encoding.has_value(), backend.name == "reqmgr2") << backend.name;
+    EXPECT_EQ(backend.hmac_encoding.value_or(auth::HmacEncoding::raw),
+              backend.name == "reqmgr2" ? auth::HmacEncoding::python3 : auth::HmacEncoding::raw);
+  }
 }
 
 // ---- load_config: one fixture per class of error ----------------------------------------------
@@ -1279,6 +1591,54 @@ TEST(LoadConfigErrors, BadAuthSection) {
             (Strings{
                 "bad_auth_section.toml:2:16: 'trouble_page' must start with '/'",
                 "bad_auth_section.toml:3:1: unknown key 'login_page' in [auth]",
+            }));
+}
+
+// Every bad identity value, each at its own position. The protected route is not blamed: [auth]
+// names hmac_key and user_map_url (whose bad value is reported where it is).
+TEST(LoadConfigErrors, BadIdentityValues) {
+  EXPECT_EQ(load_errors("bad_auth_values.toml", {.check_files = false}),
+            (Strings{
+                "bad_auth_values.toml:3:17: 'hmac_encoding' must be one of python3, raw (got "
+                "'latin1')",
+                "bad_auth_values.toml:4:16: 'user_map_url' must be an https:// URL (got "
+                "'http://cms-cric.cern.ch/api/accounts/user/query/?json&preset=roles')",
+                "bad_auth_values.toml:5:18: 'user_map_cache' must be an absolute path",
+                "bad_auth_values.toml:6:20: 'user_map_refresh' must be at least 1s",
+                "bad_auth_values.toml:7:20: 'user_map_timeout' must be greater than 0",
+                "bad_auth_values.toml:8:29: 'user_map_max_drop_percent' must be at most 100",
+                "bad_auth_values.toml:9:17: 'unknown_users' must be one of reject, forward (got "
+                "'allow')",
+                "bad_auth_values.toml:23:17: 'hmac_encoding' must be one of python3, raw (got "
+                "'utf-8')",
+            }));
+}
+
+// The robot certificate and CA keys serve only the CRIC download.
+TEST(LoadConfigErrors, UserMapTlsKeysNeedAUrl) {
+  EXPECT_EQ(load_errors("user_map_tls_without_url.toml", {.check_files = false}),
+            (Strings{
+                "user_map_tls_without_url.toml:6:24: 'user_map_certificate' has no effect "
+                "without 'user_map_url'",
+                "user_map_tls_without_url.toml:7:16: 'user_map_key' has no effect without "
+                "'user_map_url'",
+                "user_map_tls_without_url.toml:8:20: 'user_map_ca_file' has no effect without "
+                "'user_map_url'",
+                "user_map_tls_without_url.toml:9:19: 'user_map_ca_dir' has no effect without "
+                "'user_map_url'",
+                "user_map_tls_without_url.toml:10:29: 'user_map_max_drop_percent' must be at "
+                "least 0",
+            }));
+}
+
+// Said once, at the first protected route, however many follow.
+TEST(LoadConfigErrors, ProtectedRoutesNeedTheCmsIdentityKeys) {
+  EXPECT_EQ(load_errors("auth_needs_identity_keys.toml", {.check_files = false}),
+            (Strings{
+                "auth_needs_identity_keys.toml:27:8: auth = \"optional\" needs [auth] hmac_key "
+                "(the backends verify the cms-authn headers with it)",
+                "auth_needs_identity_keys.toml:27:8: auth = \"optional\" needs [auth] user_map "
+                "or user_map_url (the CMS user map)",
             }));
 }
 

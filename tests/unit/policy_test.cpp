@@ -146,6 +146,30 @@ TEST(Policy, DenialLabelsAreStableAndNameTheOutcomeOfAFailure) {
             "unknown_ca");
   EXPECT_EQ(denial_label(Denial::expired_since, identity), "expired");
   EXPECT_EQ(denial_label(Denial::limited_proxy, identity), "limited_proxy");
+  EXPECT_EQ(denial_label(Denial::unknown_user, verified()), "unknown_user");
+  EXPECT_EQ(denial_label(Denial::unusable_identity, verified()), "bad_identity");
+  // The identity's outcome only names verification failures.
+  EXPECT_EQ(denial_label(Denial::unknown_user, identity), "unknown_user");
+  EXPECT_EQ(denial_label(Denial::unusable_identity, identity), "bad_identity");
+}
+
+// The CMS identity denials: a verified certificate the user map does not know, and one whose
+// DN or map entry cannot travel in a header. Neither depends on the certificate's details.
+TEST(Policy, CmsIdentityDenialsExplainWhatToDo) {
+  const std::string unknown = denial_message(Denial::unknown_user, verified());
+  EXPECT_EQ(unknown,
+            "Your certificate is valid, but its DN is not registered to a CMS account. Register "
+            "the certificate with your CMS account in CRIC; it becomes usable here within "
+            "minutes of the registration.");
+  EXPECT_EQ(denial_message(Denial::unknown_user, verified(CredentialKind::proxy)), unknown);
+  EXPECT_EQ(denial_message(Denial::unusable_identity, verified()),
+            "Your certificate's name, or your CMS account's entry, contains characters that "
+            "cannot be passed on to the service.");
+  for (Denial denial : {Denial::unknown_user, Denial::unusable_identity}) {
+    const std::string message = denial_message(denial, verified());
+    EXPECT_EQ(message.find(verified().user_dn), std::string::npos) << message;
+    EXPECT_NE(message, denial_message(Denial::allowed, verified()));
+  }
 }
 
 TEST(Policy, ExpiryMessagesGiveTheDateInUtc) {
@@ -191,8 +215,9 @@ void expect_sentence(const std::string& message) {
 
 TEST(Policy, EveryDenialAndOutcomeHasOneSentence) {
   const ClientIdentity identity = failed(VerifyOutcome::revoked);
-  for (Denial denial : {Denial::allowed, Denial::no_certificate, Denial::verification_failed,
-                        Denial::expired_since, Denial::limited_proxy}) {
+  for (Denial denial :
+       {Denial::allowed, Denial::no_certificate, Denial::verification_failed, Denial::expired_since,
+        Denial::limited_proxy, Denial::unknown_user, Denial::unusable_identity}) {
     expect_sentence(denial_message(denial, identity));
   }
   for (int outcome = 0; outcome <= static_cast<int>(VerifyOutcome::invalid); ++outcome) {

@@ -1,6 +1,7 @@
 // cmsfront-test-backend: a fast plain-HTTP/1.1 backend for tests and benchmarks.
 //
 //   cmsfront-test-backend [--listen 127.0.0.1:PORT] [--threads N] [--body TEXT]
+//                         [--hmac-key FILE]
 //
 // Every path answers 200 with a small body (--body, default "ok\n"), except:
 //   /bytes/N   N bytes of body, generated while the socket drains (never held whole in memory);
@@ -9,6 +10,21 @@
 //              [name, value] in order, and the request body's length; header bytes outside
 //              printable ASCII are written as \u00XX so the JSON stays valid
 //   /__stats   JSON: connections_current, connections_max, connections_total, requests
+//   /verify    (any path starting with /verify, only with --hmac-key FILE) checks the CMS
+//              identity headers a frontend adds (docs: cms-contract.md 1.2, 1.3) the way a Go
+//              backend does, over the raw header bytes: cms-auth-status must be OK or NONE,
+//              cms-authn-hmac must equal HMAC-SHA1(key, message) in lowercase hex, where the
+//              message is, over the headers whose lowercased name starts with cms-authn or
+//              cms-authz (cms-authn-hmac excepted), sorted by lowercased name:
+//              "h<hex len(name)>v<hex len(value)>"... "#" then name+value..., lengths in
+//              bytes. The key is the whole content of FILE (raw bytes, read once at start).
+//              This is an independent implementation (OpenSSL's HMAC only, nothing of auth/)
+//              so tests can prove that what cmsfront signs verifies in a byte-exact backend.
+//              Valid: 200 JSON {"hmac_ok":true,"status","method","dn","login","name",
+//              "headers":[[name,value]...]} (absent fields are null). Invalid: 403 JSON
+//              {"hmac_ok":false,"reason":...} (reasons: missing status, status not OK, missing
+//              hmac, duplicate header, hmac mismatch; a mismatch adds "expected" and
+//              "message"). Without --hmac-key, /verify is an ordinary path.
 // Request bodies (Content-Length or chunked) are read, counted and discarded as they arrive.
 // Keep-alive and pipelining work; responses go out in request order.
 //
@@ -31,6 +47,9 @@
 #include <event2/util.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -42,12 +61,15 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "proxy/chunked_decoder.h"
@@ -83,6 +105,8 @@ struct Options {
   std::string listen = "127.0.0.1:0";
   unsigned threads = 1;
   std::string body = "ok\n";
+  std::string hmac_key_file;            // --hmac-key; empty: /verify is an ordinary path
+  std::optional<std::string> hmac_key;  // its content, loaded by main()
 };
 
 // Counters shared by every worker thread. Requests are counted per worker (no shared cache
@@ -109,6 +133,8 @@ std::string_view reason_phrase(int status) {
       return "OK";
     case 400:
       return "Bad Request";
+    case 403:
+      return "Forbidden";
     case 414:
       return "URI Too Long";
     case 431:
@@ -122,39 +148,165 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-// The /echo answer: method, target, every header as [name, value] in order, body length.
-// Bytes outside printable ASCII become \u00XX, so the JSON stays valid whatever was sent.
-std::string echo_body(const http1::RequestHead& head, std::uint64_t body_length) {
-  std::string body = "{\"method\":";
-  auto append_json = [&body](std::string_view text) {
-    body.push_back('"');
-    for (unsigned char c : text) {
-      if (c == '"' || c == '\\') {
-        body.push_back('\\');
-        body.push_back(static_cast<char>(c));
-      } else if (c < 0x20 || c >= 0x7f) {
-        std::array<char, 7> escaped{};
-        std::snprintf(escaped.data(), escaped.size(), "\\u%04x", c);
-        body.append(escaped.data(), 6);
-      } else {
-        body.push_back(static_cast<char>(c));
-      }
+// A JSON string of `text`. Bytes outside printable ASCII become \u00XX (the byte as a code
+// point, like Latin-1), so the JSON stays valid whatever was sent and the bytes can be
+// recovered exactly.
+void append_json(std::string& body, std::string_view text) {
+  body.push_back('"');
+  for (unsigned char c : text) {
+    if (c == '"' || c == '\\') {
+      body.push_back('\\');
+      body.push_back(static_cast<char>(c));
+    } else if (c < 0x20 || c >= 0x7f) {
+      std::array<char, 7> escaped{};
+      std::snprintf(escaped.data(), escaped.size(), "\\u%04x", c);
+      body.append(escaped.data(), 6);
+    } else {
+      body.push_back(static_cast<char>(c));
     }
-    body.push_back('"');
-  };
-  append_json(head.method_text);
-  body.append(",\"target\":");
-  append_json(head.target);
-  body.append(",\"headers\":[");
+  }
+  body.push_back('"');
+}
+
+// Every header as [name, value] in order.
+void append_headers_json(std::string& body, const http1::RequestHead& head) {
+  body.push_back('[');
   for (std::size_t i = 0; i < head.headers.size(); ++i) {
     body.append(i == 0 ? "[" : ",[");
-    append_json(head.headers[i].name);
+    append_json(body, head.headers[i].name);
     body.push_back(',');
-    append_json(head.headers[i].value);
+    append_json(body, head.headers[i].value);
     body.push_back(']');
   }
-  body.append("],\"body_length\":").append(std::to_string(body_length)).append("}\n");
+  body.push_back(']');
+}
+
+// The /echo answer: method, target, every header as [name, value] in order, body length.
+std::string echo_body(const http1::RequestHead& head, std::uint64_t body_length) {
+  std::string body = "{\"method\":";
+  append_json(body, head.method_text);
+  body.append(",\"target\":");
+  append_json(body, head.target);
+  body.append(",\"headers\":");
+  append_headers_json(body, head);
+  body.append(",\"body_length\":").append(std::to_string(body_length)).append("}\n");
   return body;
+}
+
+// ---- /verify: a byte-exact CMS header HMAC check, written from the contract -----------------
+
+std::string ascii_lower(std::string_view text) {
+  std::string lower(text);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return lower;
+}
+
+std::string hex_of(const unsigned char* data, std::size_t size) {
+  static constexpr std::string_view kDigits = "0123456789abcdef";
+  std::string hex;
+  hex.reserve(size * 2);
+  for (std::size_t i = 0; i < size; ++i) {
+    hex.push_back(kDigits[data[i] >> 4]);
+    hex.push_back(kDigits[data[i] & 0x0f]);
+  }
+  return hex;
+}
+
+void append_hex(std::string& out, std::size_t value) {
+  std::array<char, 2 * sizeof(std::size_t)> digits{};
+  auto [end, error] = std::to_chars(digits.data(), digits.data() + digits.size(), value, 16);
+  (void)error;  // cannot fail: the buffer holds any size_t in hex
+  out.append(digits.data(), end);
+}
+
+// The whole /verify answer (status code and JSON body) for one request head.
+std::pair<int, std::string> verify_body(const http1::RequestHead& head, const std::string& key) {
+  struct Field {
+    std::string lower_name;
+    std::string_view value;
+  };
+  std::vector<Field> signed_fields;
+  std::optional<std::string_view> status, received, method, dn, login, name;
+  bool duplicate = false;
+  std::vector<std::string> cms_names;  // every cms-* name seen, to refuse duplicates
+  for (const http1::HeaderField& header : head.headers) {
+    std::string lower = ascii_lower(header.name);
+    if (!lower.starts_with("cms-")) continue;
+    if (std::find(cms_names.begin(), cms_names.end(), lower) != cms_names.end()) duplicate = true;
+    cms_names.push_back(lower);
+    if (lower == "cms-auth-status") status = header.value;
+    if (lower == "cms-authn-hmac") received = header.value;
+    if (lower == "cms-authn-method") method = header.value;
+    if (lower == "cms-authn-dn") dn = header.value;
+    if (lower == "cms-authn-login") login = header.value;
+    if (lower == "cms-authn-name") name = header.value;
+    // The test is on the first 9 characters: cms-auth-status and cms-auth-cert are not signed.
+    std::string_view first9 = std::string_view(lower).substr(0, 9);
+    if ((first9 == "cms-authn" || first9 == "cms-authz") && lower != "cms-authn-hmac") {
+      signed_fields.push_back({std::move(lower), header.value});
+    }
+  }
+
+  auto refuse = [](std::string_view reason, std::string_view extra = {}) {
+    std::string body = "{\"hmac_ok\":false,\"reason\":";
+    append_json(body, reason);
+    body.append(extra).append("}\n");
+    return std::pair<int, std::string>(403, std::move(body));
+  };
+  if (duplicate) return refuse("duplicate header");
+  if (!status) return refuse("missing status");
+  if (*status != "OK" && *status != "NONE") return refuse("status not OK");
+  if (!received) return refuse("missing hmac");
+
+  std::sort(signed_fields.begin(), signed_fields.end(),
+            [](const Field& a, const Field& b) { return a.lower_name < b.lower_name; });
+  std::string message;
+  for (const Field& f : signed_fields) {
+    message.push_back('h');
+    append_hex(message, f.lower_name.size());
+    message.push_back('v');
+    append_hex(message, f.value.size());
+  }
+  message.push_back('#');
+  for (const Field& f : signed_fields) message.append(f.lower_name).append(f.value);
+
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned int digest_size = 0;
+  if (HMAC(EVP_sha1(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), digest.data(),
+           &digest_size) == nullptr) {
+    return refuse("hmac computation failed");
+  }
+  std::string expected = hex_of(digest.data(), digest_size);
+  if (received->size() != expected.size() ||
+      CRYPTO_memcmp(received->data(), expected.data(), expected.size()) != 0) {
+    std::string extra = ",\"expected\":";
+    append_json(extra, expected);
+    extra.append(",\"message\":");
+    append_json(extra, message);
+    return refuse("hmac mismatch", extra);
+  }
+
+  std::string body = "{\"hmac_ok\":true";
+  auto field = [&body](std::string_view key_name, const std::optional<std::string_view>& value) {
+    body.append(",\"").append(key_name).append("\":");
+    if (value) {
+      append_json(body, *value);
+    } else {
+      body.append("null");
+    }
+  };
+  field("status", status);
+  field("method", method);
+  field("dn", dn);
+  field("login", login);
+  field("name", name);
+  body.append(",\"headers\":");
+  append_headers_json(body, head);
+  body.append("}\n");
+  return {200, std::move(body)};
 }
 
 class Worker;
@@ -425,6 +577,9 @@ void Connection::respond() {
     write_fixed(200, "application/json", body);
   } else if (path == "/echo" || path.starts_with("/echo/")) {
     write_fixed(200, "application/json", echo_body(head, body_bytes_));
+  } else if (worker_.options().hmac_key && path.starts_with("/verify")) {
+    auto [status, body] = verify_body(head, *worker_.options().hmac_key);
+    write_fixed(status, "application/json", body);
   } else if (path.starts_with("/bytes/")) {
     std::string_view digits = path.substr(7);
     std::uint64_t count = 0;
@@ -674,9 +829,12 @@ void Worker::on_reap(evutil_socket_t, short, void* arg) noexcept {
 void usage() {
   std::fprintf(stderr,
                "usage: cmsfront-test-backend [--listen ADDR:PORT] [--threads N] [--body TEXT]\n"
+               "                             [--hmac-key FILE]\n"
                "  --listen   address to listen on (default 127.0.0.1:0, 0 picks a free port)\n"
                "  --threads  event-loop threads, one SO_REUSEPORT listener each (default 1)\n"
-               "  --body     body of the default 200 response (default \"ok\\n\")\n");
+               "  --body     body of the default 200 response (default \"ok\\n\")\n"
+               "  --hmac-key CMS header HMAC key (whole file, raw bytes): paths starting with\n"
+               "             /verify check the cms-authn/cms-authz headers against it\n");
 }
 
 std::optional<Options> parse_options(int argc, char** argv) {
@@ -697,6 +855,9 @@ std::optional<Options> parse_options(int argc, char** argv) {
       }
     } else if (arg == "--body") {
       options.body = value;
+    } else if (arg == "--hmac-key") {
+      options.hmac_key_file = value;
+      if (options.hmac_key_file.empty()) return std::nullopt;
     } else {
       return std::nullopt;
     }
@@ -756,6 +917,17 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cmsfront-test-backend: bad --listen address: %s\n",
                  options->listen.c_str());
     return 64;
+  }
+  if (!options->hmac_key_file.empty()) {
+    std::ifstream file(options->hmac_key_file, std::ios::binary);
+    std::string key;
+    if (file) key.assign(std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>());
+    if (!file || key.empty()) {
+      std::fprintf(stderr, "cmsfront-test-backend: cannot read a key from --hmac-key %s\n",
+                   options->hmac_key_file.c_str());
+      return 66;
+    }
+    options->hmac_key = std::move(key);
   }
   std::signal(SIGPIPE, SIG_IGN);
 

@@ -1,4 +1,5 @@
-// cmsfront-load: an HTTP/1.1 load generator over TLS (with a client certificate) or plain TCP.
+// cmsfront-load: an HTTP/1.1 and HTTP/2 load generator over TLS (with a client certificate),
+// HTTP/1.1 over plain TCP too.
 //
 // The benchmarks' one client: h2load and wrk cannot present client certificates, and cmsfront
 // is a front end that authenticates by them (grid proxies included). Usage: see usage() below.
@@ -9,10 +10,23 @@
 // one (--new-connection, Connection: close, or after an error). With -n every attempt, failed
 // or not, takes one unit of the budget, so a dead server ends the run instead of looping.
 //
+// --h2: a slot is one HTTP/2 connection (ALPN h2 only) carrying up to --streams requests at
+// once, each stream a "unit" that loops like an HTTP/1.1 slot does (claim a unit of the budget,
+// submit, wait for END_STREAM, next). libnghttp2 does the framing, HPACK and flow control; it
+// never touches the socket: its output (nghttp2_session_mem_send) goes into the TLS
+// bufferevent's output buffer and what the bufferevent reads is fed to nghttp2_session_mem_recv
+// (Slot::pump). nghttp2's callbacks only record (a stream ended, a GOAWAY came); what follows
+// from that (the next request, dropping the connection) runs after nghttp2 has returned, so no
+// session is freed inside its own callback.
+//
+// --hold S: a connection's first complete response is its last; the connection then stays
+// open and idle for S seconds (a server's memory per idle connection is read meanwhile) before
+// it is closed and the slot goes on with a new one.
+//
 // --rate makes it an open loop: each Worker's pacer timer starts its share of the requests on
-// schedule, taking the budget unit itself; a slot with nothing to do parks (its keep-alive
-// connection kept), and a request due while every slot is busy waits in a backlog (counted
-// late) for the next slot that frees up. --urls: every request picks a prebuilt request (one
+// schedule, taking the budget unit itself; a unit with nothing to do parks (its keep-alive
+// connection kept), and a request due while every unit is busy waits in a backlog (counted
+// late) for the next unit that frees up. --urls: every request picks a prebuilt request (one
 // per target) with its Worker's xorshift generator.
 //
 // Threads: main builds the Plan (URL, address, request bytes, SSL_CTX) before any worker
@@ -28,6 +42,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <nghttp2/nghttp2.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -72,6 +87,16 @@ using tls::SslSessionPtr;
 struct AddrinfoDeleter {
   void operator()(addrinfo* info) const noexcept { freeaddrinfo(info); }
 };
+struct Nghttp2SessionDeleter {
+  void operator()(nghttp2_session* session) const noexcept { nghttp2_session_del(session); }
+};
+struct Nghttp2CallbacksDeleter {
+  void operator()(nghttp2_session_callbacks* callbacks) const noexcept {
+    nghttp2_session_callbacks_del(callbacks);
+  }
+};
+using Nghttp2SessionPtr = std::unique_ptr<nghttp2_session, Nghttp2SessionDeleter>;
+using Nghttp2CallbacksPtr = std::unique_ptr<nghttp2_session_callbacks, Nghttp2CallbacksDeleter>;
 
 constexpr int kExitUsage = 64;  // EX_USAGE
 constexpr int kExitCannotStart = 1;
@@ -82,18 +107,31 @@ constexpr std::size_t kMaxLineLength = 64 * 1024;
 constexpr int kMaxHeaderLines = 1000;
 // How often workers look at RunControl::stop (set by SIGINT/SIGTERM).
 constexpr std::chrono::milliseconds kStopPoll{100};
+// --h2 receive windows, announced in our SETTINGS: large enough that flow control never paces
+// a benchmark's responses (nghttp2's defaults are 64 KiB, RFC 9113's initial values).
+constexpr std::uint32_t kH2StreamWindow = 1 << 20;
+constexpr std::int32_t kH2ConnectionWindow = 16 << 20;
+// --h2: stop serialising frames once this much output waits for the socket; the bufferevent's
+// write callback resumes (request bodies are bounded by flow control, this bounds the rest).
+constexpr std::size_t kH2OutputHighWater = 256 * 1024;
+// Descriptors beyond one per connection: stdio, each thread's event loop, a retiring one.
+constexpr rlim_t kSpareDescriptors = 64;
 
 // Why an attempt failed. Every value is one key of the summary's "errors" object.
 enum class ErrorKind : std::uint8_t {
   connect,        // socket() or TCP connect failed (refused, unreachable, out of descriptors)
   tls_handshake,  // the TLS handshake failed or the peer closed during it
   timeout,        // no complete response within --timeout (connect and handshake included)
-  malformed,      // the response is not HTTP/1.x as we parse it
+  malformed,      // the response is not HTTP/1.x as we parse it, or breaks HTTP/2 (--h2)
   closed,         // the peer closed the connection before the response was complete
   io,             // a read/write/TLS error after the connection was established
+  alpn,           // --h2: the server did not select h2 in the TLS handshake
+  reset,          // --h2: the server reset the stream (RST_STREAM) before the response ended
+  goaway,         // --h2: the server's GOAWAY refused the stream (not processed, safe to retry)
 };
-constexpr std::array<std::string_view, 6> kErrorNames = {"connect",   "tls_handshake", "timeout",
-                                                         "malformed", "closed",        "io"};
+constexpr std::array<std::string_view, 9> kErrorNames = {
+    "connect", "tls_handshake", "timeout", "malformed", "closed",
+    "io",      "alpn",          "reset",   "goaway"};
 
 struct Options {
   std::uint64_t requests = 10000;
@@ -113,6 +151,9 @@ struct Options {
   bool json = false;
   std::string urls_file;       // --urls: request-targets, one picked at random per request
   std::optional<double> rate;  // --rate: requests per second, all threads (open loop)
+  bool h2 = false;             // --h2: HTTP/2 over TLS
+  unsigned streams = 1;        // --streams: concurrent requests per HTTP/2 connection
+  std::optional<double> hold_s;  // --hold: idle seconds after a connection's one response
   std::string url;
 };
 
@@ -124,6 +165,20 @@ struct Url {
   std::string target;  // origin-form: /path?query
 };
 
+// --h2: one request's header block in nghttp2's form. nv points into fields (NGHTTP2_NV_FLAG_
+// NO_COPY_*: nghttp2 reads the bytes where they are, every request of the run), so an H2Request
+// is never copied; moving it keeps the strings where they are (the vector's buffer moves).
+struct H2Request {
+  H2Request() = default;
+  H2Request(const H2Request&) = delete;
+  H2Request& operator=(const H2Request&) = delete;
+  H2Request(H2Request&&) noexcept = default;
+  H2Request& operator=(H2Request&&) noexcept = default;
+
+  std::vector<std::pair<std::string, std::string>> fields;  // names lowercase
+  std::vector<nghttp2_nv> nv;
+};
+
 // Everything the workers read. Built by main before the threads start; immutable after.
 struct Plan {
   Options options;
@@ -133,6 +188,7 @@ struct Plan {
   // Head and body, one per request-target (--urls) or just the URL's; every write references
   // one, none copies it.
   std::vector<std::string> requests;
+  std::vector<H2Request> h2_requests;  // --h2: the same, as HTTP/2 header blocks
   SSL_CTX* ssl_ctx = nullptr;  // owned by main; null for http://
   bool head_request = false;   // HEAD responses have no body whatever their headers say
 };
@@ -223,6 +279,8 @@ struct Stats {
   std::uint64_t resumed = 0;
   std::uint64_t bytes_in = 0;
   std::uint64_t late = 0;  // --rate: requests due while every connection was busy
+  std::uint64_t held = 0;     // --hold: connections held open idle after their response
+  std::uint64_t held_ok = 0;  // ... and still open (no close, no GOAWAY) when the hold ended
   LatencySampler latency;
 };
 
