@@ -43,6 +43,12 @@ enum class Family : std::uint8_t {
   tls_reloads_total,
   tls_last_reload_success_timestamp_seconds,
   access_log_lines_total,
+  user_map_users,
+  user_map_dns,
+  user_map_generation,
+  user_map_loads_total,
+  user_map_last_load_success_timestamp_seconds,
+  hmac_key_loads_total,
   count_
 };
 
