@@ -98,20 +98,6 @@ std::string_view trim_spaces(std::string_view value) {
   return value.substr(first, value.find_last_not_of(' ') - first + 1);
 }
 
-std::string_view method_name(tls::CredentialKind kind) {
-  switch (kind) {
-    case tls::CredentialKind::certificate:
-      return "X509Cert";
-    case tls::CredentialKind::proxy:
-      return "X509Proxy";
-    case tls::CredentialKind::limited_proxy:
-      return "X509LimitedProxy";
-    case tls::CredentialKind::none:
-      break;
-  }
-  return {};
-}
-
 // The headers an identity is described with, before any text is written: names and values
 // are views into the identity, the user record and `storage`.
 struct Block {
@@ -128,8 +114,9 @@ struct Block {
 // cms-authn-method, -dn, and the mapped user's login, name and roles: the signed part.
 void add_signed_identity(const tls::ClientIdentity& identity, const UserRecord* user,
                          Block& block) {
-  const std::string_view method = method_name(identity.kind);
-  if (method.empty()) block.ok = false;  // "authenticated" without a certificate: a caller bug
+  // "Authenticated" without a certificate is a caller bug: refuse rather than send "None".
+  if (identity.kind == tls::CredentialKind::none) block.ok = false;
+  const std::string_view method = authn_method_name(identity.kind);
   block.add("cms-authn-method", method);
   block.add("cms-authn-dn", identity.user_dn);
   if (user == nullptr) return;
@@ -293,6 +280,20 @@ bool append_identity_headers(const IdentityHeadersInput& input, std::string_view
 
   for (const auto& [name, value] : block.headers) append_line(out, name, value);
   return true;
+}
+
+std::string_view authn_method_name(tls::CredentialKind kind) {
+  switch (kind) {
+    case tls::CredentialKind::certificate:
+      return "X509Cert";
+    case tls::CredentialKind::proxy:
+      return "X509Proxy";
+    case tls::CredentialKind::limited_proxy:
+      return "X509LimitedProxy";
+    case tls::CredentialKind::none:
+      break;
+  }
+  return "None";
 }
 
 }  // namespace auth

@@ -32,6 +32,10 @@ enum class HmacEncoding : std::uint8_t {
 };
 std::string_view hmac_encoding_name(HmacEncoding encoding);  // "python3", "raw"
 
+// cms-authn-method's value for a credential: "X509Cert", "X509Proxy", "X509LimitedProxy", or
+// "None" (also what the access log records).
+std::string_view authn_method_name(tls::CredentialKind kind);
+
 using HeaderView = std::pair<std::string_view, std::string_view>;  // name, value
 
 // The message of the contract's signature: the headers whose lowercased name starts with

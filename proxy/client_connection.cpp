@@ -46,20 +46,6 @@ constexpr Duration kLingerTime = std::chrono::seconds(2);
 // Bodies up to this size are copied next to their head (see send_response_body).
 constexpr std::size_t kCoalesceBytes = 4096;
 
-std::string_view auth_method_name(tls::CredentialKind kind) {
-  switch (kind) {
-    case tls::CredentialKind::certificate:
-      return "X509Cert";
-    case tls::CredentialKind::proxy:
-      return "X509Proxy";
-    case tls::CredentialKind::limited_proxy:
-      return "X509LimitedProxy";
-    case tls::CredentialKind::none:
-      break;
-  }
-  return "None";
-}
-
 Failure failure_for_status(int status) {
   switch (status) {
     case 414:
@@ -515,7 +501,7 @@ void ClientConnection::finish_request(bool aborted) {
   }
   if (identity_->offered()) record.client_dn = identity_->leaf_dn;
   if (identity_->verified()) record.user_dn = identity_->user_dn;
-  record.auth_method = auth_method_name(identity_->kind);
+  record.auth_method = auth::authn_method_name(identity_->kind);
   record.auth_result = auth_result_.empty() ? std::string_view("none") : auth_result_;
   observability.request_finished(worker_.index(), record,
                                  head_complete_ ? request.method : http1::Method::other);
