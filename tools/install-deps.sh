@@ -14,7 +14,7 @@ packages=(
   # unit tests and the fuzzer (clang's libFuzzer runtime lives in libclang-rt-14-dev)
   libgtest-dev googletest clang libclang-rt-14-dev
   # integration tests and the demo
-  openssl curl ca-certificates procps nghttp2-client
+  openssl curl ca-certificates procps nghttp2-client nghttp2-server
   python3 python3-cherrypy3 python3-requests python3-pytest
   # grid certificate fixtures and the IGTF bundle (issue 3)
   globus-proxy-utils voms-clients igtf-policy-classic

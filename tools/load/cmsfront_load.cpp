@@ -130,8 +130,7 @@ enum class ErrorKind : std::uint8_t {
   goaway,         // --h2: the server's GOAWAY refused the stream (not processed, safe to retry)
 };
 constexpr std::array<std::string_view, 9> kErrorNames = {
-    "connect", "tls_handshake", "timeout", "malformed", "closed",
-    "io",      "alpn",          "reset",   "goaway"};
+    "connect", "tls_handshake", "timeout", "malformed", "closed", "io", "alpn", "reset", "goaway"};
 
 struct Options {
   std::uint64_t requests = 10000;
@@ -149,11 +148,12 @@ struct Options {
   int tls_version = 0;  // 0: OpenSSL's range; else TLS1_2_VERSION or TLS1_3_VERSION
   double timeout_s = 30;
   bool json = false;
-  std::string urls_file;       // --urls: request-targets, one picked at random per request
-  std::optional<double> rate;  // --rate: requests per second, all threads (open loop)
-  bool h2 = false;             // --h2: HTTP/2 over TLS
-  unsigned streams = 1;        // --streams: concurrent requests per HTTP/2 connection
+  std::string urls_file;         // --urls: request-targets, one picked at random per request
+  std::optional<double> rate;    // --rate: requests per second, all threads (open loop)
+  bool h2 = false;               // --h2: HTTP/2 over TLS
+  unsigned streams = 1;          // --streams: concurrent requests per HTTP/2 connection
   std::optional<double> hold_s;  // --hold: idle seconds after a connection's one response
+  std::optional<double> ramp_s;  // --ramp: start the connections evenly over this many seconds
   std::string url;
 };
 
@@ -189,8 +189,8 @@ struct Plan {
   // one, none copies it.
   std::vector<std::string> requests;
   std::vector<H2Request> h2_requests;  // --h2: the same, as HTTP/2 header blocks
-  SSL_CTX* ssl_ctx = nullptr;  // owned by main; null for http://
-  bool head_request = false;   // HEAD responses have no body whatever their headers say
+  SSL_CTX* ssl_ctx = nullptr;          // owned by main; null for http://
+  bool head_request = false;           // HEAD responses have no body whatever their headers say
 };
 
 // The only state several threads write.
@@ -278,7 +278,7 @@ struct Stats {
   std::uint64_t handshakes = 0;
   std::uint64_t resumed = 0;
   std::uint64_t bytes_in = 0;
-  std::uint64_t late = 0;  // --rate: requests due while every connection was busy
+  std::uint64_t late = 0;     // --rate: requests due while every connection was busy
   std::uint64_t held = 0;     // --hold: connections held open idle after their response
   std::uint64_t held_ok = 0;  // ... and still open (no close, no GOAWAY) when the hold ended
   LatencySampler latency;
@@ -601,6 +601,11 @@ timeval to_timeval(double seconds) {
 }
 
 std::string tls_reason(unsigned long code) {
+  // libevent's bufferevent_openssl queues SSL_get_error's SSL_ERROR_SYSCALL itself when the
+  // transport failed under TLS, which OpenSSL would print as "lib(0)::reason(5)".
+  if (code == SSL_ERROR_SYSCALL) {
+    return "the connection was reset or closed under TLS (SSL_ERROR_SYSCALL)";
+  }
   std::array<char, 256> text{};
   ERR_error_string_n(code, text.data(), text.size());
   return text.data();
@@ -608,21 +613,28 @@ std::string tls_reason(unsigned long code) {
 
 class Worker;
 
-// One connection slot: requests one at a time, reconnecting when needed. Owner: its Worker.
-// Lifetime: the whole run; its bufferevents come and go (a dropped one waits in retired_
-// until the next attempt starts, so none is freed inside its own callback). Thread: the
-// Worker's.
+// One connection slot: requests one at a time (HTTP/1.1) or up to --streams at once (--h2),
+// reconnecting when needed. Owner: its Worker. Lifetime: the whole run; its bufferevents come
+// and go (a dropped one waits in retired_ until the next attempt starts, so none is freed
+// inside its own callback). Thread: the Worker's.
+//
+// Units: what the Worker schedules (parks, hands a paced request to, finishes) is a unit of a
+// slot: the slot itself for HTTP/1.1, one of its --streams concurrent requests with --h2.
 class Slot {
  public:
   Slot(Worker& worker, const Plan& plan, RunControl& control, Stats& stats);
   Slot(const Slot&) = delete;
   Slot& operator=(const Slot&) = delete;
 
-  [[nodiscard]] bool ready() const { return connect_event_ && timeout_event_ && next_event_; }
-  void start() { next(); }
-  // --rate: starts an attempt whose unit of the budget the Worker has already claimed.
+  [[nodiscard]] bool ready() const {
+    return connect_event_ && timeout_event_ && next_event_ && hold_event_;
+  }
+  unsigned units() const { return units_; }
+  // Starts every unit, now or (--ramp) after `delay_s`.
+  void start(double delay_s);
+  // --rate: starts a unit's attempt whose unit of the budget the Worker has already claimed.
   void begin();
-  // No more attempts: drop the connection and tell the Worker.
+  // No more attempts for one unit; the last one drops the connection. Tells the Worker.
   void finish();
   // The run is over (deadline or signal): drop the connection, count nothing more.
   void abandon();
@@ -632,17 +644,34 @@ class Slot {
 
  private:
   enum class Phase : std::uint8_t {
-    idle,         // between attempts (the next one is scheduled)
+    idle,         // between attempts (the next one is scheduled), or no connection yet
     connecting,   // TCP connect in progress
     handshaking,  // TLS handshake in progress
-    waiting,      // request sent, response not complete
+    waiting,      // request sent, response not complete; --h2: the session is open
+    holding,      // --hold: the connection's one response is in, the connection idles
     done,         // no more attempts
+  };
+
+  // --h2: one request in flight. streams_ has --streams of them, never resized: their
+  // addresses are the streams' nghttp2 stream_user_data.
+  struct Stream {
+    std::int32_t id = 0;
+    bool in_use = false;
+    bool complete = false;  // the response's END_STREAM came
+    bool reset_by_peer = false;
+    std::uint32_t reset_code = 0;
+    int status = 0;
+    std::uint64_t body_sent = 0;
+    Clock::time_point start;
+    Clock::time_point done;
   };
 
   static void on_connect_ready(evutil_socket_t, short, void* arg) noexcept;
   static void on_timeout(evutil_socket_t, short, void* arg) noexcept;
   static void on_next(evutil_socket_t, short, void* arg) noexcept;
+  static void on_hold_end(evutil_socket_t, short, void* arg) noexcept;
   static void on_read(bufferevent*, void* arg) noexcept;
+  static void on_write(bufferevent*, void* arg) noexcept;
   static void on_event(bufferevent*, short events, void* arg) noexcept;
 
   void next();
@@ -652,14 +681,60 @@ class Slot {
   void send_request();
   void handle_read();
   void handle_event(short events);
+  void handle_timeout();
   void complete_response();
   void fail(ErrorKind kind);
+  void enter_hold();
+  void end_hold();
   void drop_connection();
+
+ public:
+  // nghttp2 callbacks (Worker::Worker installs them); user_data is the Slot. They record and
+  // return 0: whatever follows from them runs in pump(), after nghttp2 has returned.
+  static int on_h2_header(nghttp2_session* session, const nghttp2_frame* frame,
+                          const std::uint8_t* name, std::size_t name_length,
+                          const std::uint8_t* value, std::size_t value_length, std::uint8_t flags,
+                          void* user_data) noexcept;
+  static int on_h2_frame_recv(nghttp2_session* session, const nghttp2_frame* frame,
+                              void* user_data) noexcept;
+  static int on_h2_frame_not_send(nghttp2_session* session, const nghttp2_frame* frame, int error,
+                                  void* user_data) noexcept;
+  static int on_h2_stream_close(nghttp2_session* session, std::int32_t stream_id,
+                                std::uint32_t error_code, void* user_data) noexcept;
+  static int on_h2_error(nghttp2_session* session, int error, const char* message,
+                         std::size_t length, void* user_data) noexcept;
+  static ssize_t on_h2_body(nghttp2_session* session, std::int32_t stream_id, std::uint8_t* buf,
+                            std::size_t length, std::uint32_t* data_flags,
+                            nghttp2_data_source* source, void* user_data) noexcept;
+
+ private:
+  // --h2 counterparts of next / begin / handle_read / handle_event / fail.
+  void next_unit();
+  void begin_unit();
+  void h2_connected();
+  void handle_read_h2();
+  void handle_event_h2(short events);
+  void handle_timeout_h2();
+  void fail_h2(ErrorKind kind);
+  void restart_units();
+  bool start_session();
+  bool session_open() const { return h2_ && phase_ == Phase::waiting && !goaway_; }
+  void submit();
+  void stream_closed(Stream& stream, std::uint32_t error_code);
+  void pump();
+  void settle();
+  bool flush();
+  void retire_session();
+  void release_streams();
+  Stream* find_stream(std::int32_t id);
 
   Worker& worker_;
   const Plan& plan_;
   RunControl& control_;
   Stats& stats_;
+  const bool h2_mode_;
+  const unsigned units_;  // --streams with --h2, else 1
+  unsigned finished_units_ = 0;
   Phase phase_ = Phase::idle;
   Socket socket_;           // while connecting
   BufferEventPtr bev_;      // the current connection
@@ -676,6 +751,24 @@ class Slot {
   EventPtr connect_event_;
   EventPtr timeout_event_;
   EventPtr next_event_;
+  EventPtr hold_event_;
+
+  // --h2 state. A unit that holds a claimed request is queued (waiting for a session to send
+  // it on) or in flight (a stream); freed_ units' streams ended inside nghttp2 callbacks and
+  // wait for settle(); restart_ units start over on the next loop turn (on_next).
+  Nghttp2SessionPtr h2_;
+  std::vector<Stream> streams_;
+  std::vector<Stream*> free_streams_;
+  unsigned queued_ = 0;
+  unsigned in_flight_ = 0;
+  unsigned freed_ = 0;
+  unsigned succeeded_ = 0;  // of freed_, those with a complete response
+  unsigned restart_ = 0;
+  bool goaway_ = false;  // the server's GOAWAY came: no new streams on this session
+  std::int32_t goaway_last_stream_ = 0;
+  std::uint32_t goaway_code_ = 0;
+  bool pumping_ = false;
+  std::string h2_error_;  // nghttp2's last error message, for the first-error explanations
 };
 
 // One thread's event loop and its slots. Owner: main; run() on its own thread.
@@ -687,17 +780,21 @@ class Worker {
 
   [[nodiscard]] bool ready() const {
     return base_ && tick_event_ && deadline_event_ && (!plan_.options.rate || pace_event_) &&
+           (!plan_.options.h2 || h2_callbacks_) &&
            std::all_of(slots_.begin(), slots_.end(),
                        [](const auto& slot) { return slot->ready(); });
   }
   void run();
   event_base* base() const { return base_.get(); }
+  const nghttp2_session_callbacks* h2_callbacks() const { return h2_callbacks_.get(); }
   bool stopping() const { return stopping_; }
   bool paced() const { return pace_event_ != nullptr; }
   // The request to send next: one of --urls at random, or the only one.
-  const std::string& pick_request() { return plan_.requests[random_.below(plan_.requests.size())]; }
-  // --rate: the slot has no request in hand; give it a late one, park it, or finish it.
+  std::size_t pick_target() { return random_.below(plan_.requests.size()); }
+  // --rate: one unit of the slot has no request in hand; give it a late one, park it, or
+  // finish it.
   void slot_free(Slot& slot);
+  // One unit finished.
   void slot_finished();
   const Stats& stats() const { return stats_; }
   Clock::time_point finished_at() const { return finished_at_; }
@@ -715,21 +812,24 @@ class Worker {
   EventBasePtr base_;
   EventPtr tick_event_;
   EventPtr deadline_event_;
+  // --h2: the callbacks every session of this worker gets (nghttp2_session_client_new copies
+  // them, so they could be freed earlier; kept for symmetry with the other handles).
+  Nghttp2CallbacksPtr h2_callbacks_;
   std::vector<std::unique_ptr<Slot>> slots_;  // after base_: freed before it
-  std::size_t active_slots_ = 0;
+  std::size_t active_units_ = 0;
   bool stopping_ = false;
   Clock::time_point finished_at_;
   Xorshift random_;
   // --rate (open loop): this worker's share of the rate, paced by pace_event_ (null without
   // --rate). Request k of the worker is due pace_start_ + k / rate_; due requests go to a
-  // free slot, or wait in backlog_ (counted late) until one frees up.
+  // free unit, or wait in backlog_ (counted late) until one frees up.
   EventPtr pace_event_;
   double rate_ = 0;
   Clock::time_point pace_start_;
   std::uint64_t issued_ = 0;
   std::uint64_t backlog_ = 0;
   bool budget_spent_ = false;
-  std::vector<Slot*> free_slots_;
+  std::vector<Slot*> free_slots_;  // one entry per parked unit (an h2 slot may appear M times)
 };
 
 // ---- Slot ------------------------------------------------------------------------------------
@@ -739,32 +839,86 @@ Slot::Slot(Worker& worker, const Plan& plan, RunControl& control, Stats& stats)
       plan_(plan),
       control_(control),
       stats_(stats),
+      h2_mode_(plan.options.h2),
+      units_(plan.options.h2 ? plan.options.streams : 1),
       connect_event_(event_new(worker.base(), -1, 0, on_connect_ready, this)),
       timeout_event_(evtimer_new(worker.base(), on_timeout, this)),
-      next_event_(event_new(worker.base(), -1, 0, on_next, this)) {}
+      next_event_(event_new(worker.base(), -1, 0, on_next, this)),
+      hold_event_(evtimer_new(worker.base(), on_hold_end, this)) {
+  if (h2_mode_) {
+    streams_.resize(units_);
+    for (Stream& stream : streams_) free_streams_.push_back(&stream);
+  }
+}
 
 void Slot::on_connect_ready(evutil_socket_t, short, void* arg) noexcept {
   static_cast<Slot*>(arg)->handle_connect_ready();
 }
 void Slot::on_timeout(evutil_socket_t, short, void* arg) noexcept {
-  auto* slot = static_cast<Slot*>(arg);
-  slot->control_.explain_once(ErrorKind::timeout, [slot] {
-    constexpr std::array<const char*, 5> kWhile = {"between requests", "connecting",
-                                                   "in the TLS handshake",
-                                                   "waiting for the response", "after the end"};
-    return std::string("no complete response within --timeout, stuck ") +
-           kWhile[static_cast<std::size_t>(slot->phase_)];
-  });
-  slot->fail(ErrorKind::timeout);
+  static_cast<Slot*>(arg)->handle_timeout();
 }
 void Slot::on_next(evutil_socket_t, short, void* arg) noexcept {
   auto* slot = static_cast<Slot*>(arg);
   slot->retired_.reset();
-  slot->next();
+  if (slot->h2_mode_) {
+    slot->restart_units();
+  } else {
+    slot->next();
+  }
 }
-void Slot::on_read(bufferevent*, void* arg) noexcept { static_cast<Slot*>(arg)->handle_read(); }
+void Slot::on_hold_end(evutil_socket_t, short, void* arg) noexcept {
+  static_cast<Slot*>(arg)->end_hold();
+}
+void Slot::on_read(bufferevent*, void* arg) noexcept {
+  auto* slot = static_cast<Slot*>(arg);
+  if (slot->h2_mode_) {
+    slot->handle_read_h2();
+  } else {
+    slot->handle_read();
+  }
+}
+void Slot::on_write(bufferevent*, void* arg) noexcept {
+  // --h2 only: the output drained below the high-water mark; serialise more.
+  static_cast<Slot*>(arg)->pump();
+}
 void Slot::on_event(bufferevent*, short events, void* arg) noexcept {
-  static_cast<Slot*>(arg)->handle_event(events);
+  auto* slot = static_cast<Slot*>(arg);
+  if (slot->h2_mode_) {
+    slot->handle_event_h2(events);
+  } else {
+    slot->handle_event(events);
+  }
+}
+
+void Slot::start(double delay_s) {
+  if (delay_s > 0) {
+    // on_next starts the slot (HTTP/1.1) or its restart_ units (HTTP/2) when the delay is up.
+    if (h2_mode_) restart_ += units_;
+    timeval delay = to_timeval(delay_s);
+    event_add(next_event_.get(), &delay);
+    return;
+  }
+  if (!h2_mode_) {
+    next();
+    return;
+  }
+  for (unsigned i = 0; i < units_ && phase_ != Phase::done; ++i) next_unit();
+  pump();
+}
+
+void Slot::handle_timeout() {
+  if (h2_mode_) {
+    handle_timeout_h2();
+    return;
+  }
+  control_.explain_once(ErrorKind::timeout, [this] {
+    constexpr std::array<const char*, 6> kWhile = {
+        "between requests",         "connecting",    "in the TLS handshake",
+        "waiting for the response", "while holding", "after the end"};
+    return std::string("no complete response within --timeout, stuck ") +
+           kWhile[static_cast<std::size_t>(phase_)];
+  });
+  fail(ErrorKind::timeout);
 }
 
 // Starts the next attempt: on the open connection if there is one, else on a new one.
@@ -782,6 +936,11 @@ void Slot::next() {
 }
 
 void Slot::begin() {
+  if (h2_mode_) {
+    begin_unit();
+    pump();  // a no-op when pump() is what called us (through Worker::slot_free)
+    return;
+  }
   if (!bev_) {
     connect();
     return;
@@ -868,7 +1027,9 @@ void Slot::connected() {
     bufferevent_openssl_set_allow_dirty_shutdown(bev_.get(), 1);
   }
   unparsed_ = 0;
-  bufferevent_setcb(bev_.get(), on_read, nullptr, on_event, this);
+  // The write callback (output drained) matters only to HTTP/2, which serialises its output
+  // a bounded amount at a time; HTTP/1.1 hands over whole prebuilt requests.
+  bufferevent_setcb(bev_.get(), on_read, h2_mode_ ? on_write : nullptr, on_event, this);
   bufferevent_enable(bev_.get(), EV_READ | EV_WRITE);
   if (plan_.url.tls) {
     phase_ = Phase::handshaking;  // BEV_EVENT_CONNECTED comes when the handshake is done
@@ -882,7 +1043,7 @@ void Slot::send_request() {
   parser_.reset(plan_.head_request);
   // --new-connection measures what a client without keep-alive waits: connect to last byte.
   request_start_ = plan_.options.new_connection ? connect_start_ : Clock::now();
-  const std::string& request = worker_.pick_request();
+  const std::string& request = plan_.requests[worker_.pick_target()];
   evbuffer_add_reference(bufferevent_get_output(bev_.get()), request.data(), request.size(),
                          nullptr, nullptr);
 }
@@ -917,8 +1078,9 @@ void Slot::handle_event(short events) {
     send_request();
     return;
   }
-  if (phase_ == Phase::idle) {
+  if (phase_ == Phase::idle || phase_ == Phase::holding) {
     // --rate: the server closed a parked keep-alive connection; the next request reconnects.
+    // --hold: it closed a held one (not held_ok); the hold's timer goes on regardless.
     drop_connection();
     return;
   }
@@ -958,14 +1120,21 @@ void Slot::complete_response() {
   ++stats_.status[parser_.status()];
   phase_ = Phase::idle;
   if (plan_.options.new_connection || !parser_.keep_alive()) {
+    // (--hold: a connection the server is closing is not held.)
     drop_connection();
     event_active(next_event_.get(), EV_TIMEOUT, 1);
+  } else if (plan_.options.hold_s) {
+    enter_hold();
   } else {
     next();
   }
 }
 
 void Slot::fail(ErrorKind kind) {
+  if (h2_mode_) {
+    fail_h2(kind);
+    return;
+  }
   if (phase_ == Phase::done) return;
   ++stats_.errors[static_cast<std::size_t>(kind)];
   event_del(timeout_event_.get());
@@ -975,10 +1144,33 @@ void Slot::fail(ErrorKind kind) {
   event_active(next_event_.get(), EV_TIMEOUT, 1);
 }
 
-void Slot::finish() {
-  phase_ = Phase::done;
+// --hold: no more requests on this connection; end_hold() closes it S seconds from now.
+void Slot::enter_hold() {
+  phase_ = Phase::holding;
+  ++stats_.held;
   event_del(timeout_event_.get());
+  timeval hold = to_timeval(*plan_.options.hold_s);
+  event_add(hold_event_.get(), &hold);
+}
+
+void Slot::end_hold() {
+  if (phase_ != Phase::holding) return;
+  // Still open: the server neither closed it nor (HTTP/2) announced it would with GOAWAY.
+  if (bev_ && !goaway_) ++stats_.held_ok;
   drop_connection();
+  phase_ = Phase::idle;
+  if (h2_mode_) ++restart_;  // the held unit goes on with a new connection
+  event_active(next_event_.get(), EV_TIMEOUT, 1);
+}
+
+void Slot::finish() {
+  if (phase_ == Phase::done) return;
+  if (++finished_units_ >= units_) {
+    phase_ = Phase::done;
+    event_del(timeout_event_.get());
+    event_del(hold_event_.get());
+    drop_connection();
+  }
   worker_.slot_finished();
 }
 
@@ -987,12 +1179,17 @@ void Slot::abandon() {
   phase_ = Phase::done;
   event_del(timeout_event_.get());
   event_del(next_event_.get());
+  event_del(hold_event_.get());
   drop_connection();
 }
 
 void Slot::drop_connection() {
   event_del(connect_event_.get());
   socket_.reset();
+  // Before the bufferevent: nothing of the session may outlive the connection. Its callbacks
+  // see h2_ null while it is freed (unique_ptr clears the pointer first) and record nothing.
+  h2_.reset();
+  release_streams();
   if (bev_) {
     bufferevent_disable(bev_.get(), EV_READ | EV_WRITE);
     bufferevent_setcb(bev_.get(), nullptr, nullptr, nullptr, nullptr);
@@ -1008,6 +1205,508 @@ void Slot::drop_connection() {
   tls_open_ = false;
   handshake_unconfirmed_ = false;
   unparsed_ = 0;
+  goaway_ = false;
+}
+
+// ---- Slot, HTTP/2 ----------------------------------------------------------------------------
+
+// A unit has nothing to do: start its next request, or park or finish it.
+void Slot::next_unit() {
+  if (phase_ == Phase::done) return;
+  if (worker_.paced()) {
+    worker_.slot_free(*this);
+    return;
+  }
+  if (worker_.stopping() || !control_.try_claim()) {
+    finish();
+    return;
+  }
+  begin_unit();
+}
+
+// The unit's request is claimed: send it now if a session is open, else when one is.
+void Slot::begin_unit() {
+  if (session_open()) {
+    submit();
+    return;
+  }
+  ++queued_;
+  if (phase_ == Phase::idle) connect();
+  // Otherwise a connection is on its way, or a GOAWAY'd one is draining (pump() then
+  // reconnects for the queued requests).
+}
+
+// on_next: units whose request failed with their connection, or whose connection ended
+// (--new-connection, --hold), start over; requests left queued get a new connection.
+void Slot::restart_units() {
+  unsigned restart = std::exchange(restart_, 0);
+  for (unsigned i = 0; i < restart && phase_ != Phase::done; ++i) next_unit();
+  if (phase_ == Phase::idle && queued_ > 0) connect();
+  pump();
+}
+
+bool Slot::start_session() {
+  nghttp2_session* session = nullptr;
+  if (nghttp2_session_client_new(&session, worker_.h2_callbacks(), this) != 0) return false;
+  h2_.reset(session);
+  // No server push (we would only refuse it); a stream window that never paces a response.
+  const std::array<nghttp2_settings_entry, 2> settings{{
+      {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+      {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, kH2StreamWindow},
+  }};
+  if (nghttp2_submit_settings(h2_.get(), NGHTTP2_FLAG_NONE, settings.data(), settings.size()) !=
+      0) {
+    return false;
+  }
+  // The connection window is not a setting: it grows from 64 KiB with a WINDOW_UPDATE.
+  return nghttp2_session_set_local_window_size(h2_.get(), NGHTTP2_FLAG_NONE, 0,
+                                               kH2ConnectionWindow) == 0;
+}
+
+// BEV_EVENT_CONNECTED: the server must have selected h2; then the session starts and the
+// queued requests go out with its preface.
+void Slot::h2_connected() {
+  tls_open_ = true;
+  SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
+  const unsigned char* protocol = nullptr;
+  unsigned int length = 0;
+  SSL_get0_alpn_selected(ssl, &protocol, &length);
+  if (length != 2 || std::memcmp(protocol, "h2", 2) != 0) {
+    std::string selected(reinterpret_cast<const char*>(protocol), length);
+    control_.explain_once(ErrorKind::alpn, [&selected] {
+      return selected.empty() ? std::string("the server selected no ALPN protocol (no h2)")
+                              : "the server selected ALPN '" + selected + "', not h2";
+    });
+    fail_h2(ErrorKind::alpn);
+    return;
+  }
+  handshake_unconfirmed_ = true;
+  ++stats_.handshakes;
+  if (SSL_session_reused(ssl)) ++stats_.resumed;
+  if (!start_session()) {
+    control_.explain_once(ErrorKind::io, [] { return "cannot start an HTTP/2 session"; });
+    fail_h2(ErrorKind::io);
+    return;
+  }
+  phase_ = Phase::waiting;
+  for (unsigned queued = std::exchange(queued_, 0); queued > 0; --queued) submit();
+  pump();
+}
+
+void Slot::submit() {
+  Stream* stream = free_streams_.back();
+  free_streams_.pop_back();
+  *stream = Stream();
+  stream->in_use = true;
+  // --new-connection measures what a client without keep-alive waits: connect to last byte.
+  stream->start = plan_.options.new_connection ? connect_start_ : Clock::now();
+  const H2Request& request = plan_.h2_requests[worker_.pick_target()];
+  nghttp2_data_provider body{};
+  body.read_callback = on_h2_body;
+  bool has_body = plan_.options.data_size.value_or(0) > 0;
+  std::int32_t id = nghttp2_submit_request(h2_.get(), nullptr, request.nv.data(), request.nv.size(),
+                                           has_body ? &body : nullptr, stream);
+  ++in_flight_;
+  if (id < 0) {
+    // Stream IDs used up (2^30 requests on one connection) or out of memory: this request
+    // fails, and the session takes no more (pump() retires it once its streams are done).
+    control_.explain_once(ErrorKind::io, [id] {
+      return std::string("nghttp2_submit_request: ") + nghttp2_strerror(id);
+    });
+    ++stats_.errors[static_cast<std::size_t>(ErrorKind::io)];
+    stream->in_use = false;
+    free_streams_.push_back(stream);
+    --in_flight_;
+    ++freed_;
+    goaway_ = true;
+    return;
+  }
+  stream->id = id;
+  // One timer for all streams: it fires at the oldest one's deadline at the earliest.
+  if (event_pending(timeout_event_.get(), EV_TIMEOUT, nullptr) == 0) {
+    timeval timeout = to_timeval(plan_.options.timeout_s);
+    event_add(timeout_event_.get(), &timeout);
+  }
+}
+
+Slot::Stream* Slot::find_stream(std::int32_t id) {
+  for (Stream& stream : streams_) {
+    if (stream.in_use && stream.id == id) return &stream;
+  }
+  return nullptr;
+}
+
+void Slot::release_streams() {
+  if (!h2_mode_) return;
+  free_streams_.clear();
+  for (Stream& stream : streams_) {
+    stream.in_use = false;
+    free_streams_.push_back(&stream);
+  }
+  in_flight_ = 0;
+}
+
+// A stream ended (inside an nghttp2 callback): count it; settle() restarts its unit.
+void Slot::stream_closed(Stream& stream, std::uint32_t error_code) {
+  stream.in_use = false;
+  free_streams_.push_back(&stream);
+  --in_flight_;
+  ++freed_;
+  if (stream.complete && stream.status != 0) {
+    // A response complete before our request body was (the server answered early and reset
+    // the rest with NO_ERROR, RFC 9113 section 8.1) counts as complete too.
+    auto micros =
+        std::chrono::duration_cast<std::chrono::microseconds>(stream.done - stream.start).count();
+    stats_.latency.record(
+        static_cast<std::uint32_t>(std::clamp<std::int64_t>(micros, 0, UINT32_MAX)));
+    ++stats_.requests;
+    ++stats_.status[stream.status];
+    ++succeeded_;
+    return;
+  }
+  ErrorKind kind = ErrorKind::malformed;
+  if (stream.reset_by_peer) {
+    kind = ErrorKind::reset;
+    control_.explain_once(kind, [&stream] {
+      return std::string("the server reset a stream: RST_STREAM ") +
+             nghttp2_http2_strerror(stream.reset_code);
+    });
+  } else if (goaway_ && error_code == NGHTTP2_REFUSED_STREAM) {
+    kind = ErrorKind::goaway;
+    control_.explain_once(kind, [this] {
+      return "the server's GOAWAY (" + std::string(nghttp2_http2_strerror(goaway_code_)) +
+             ", last stream " + std::to_string(goaway_last_stream_) + ") refused a request";
+    });
+  } else {
+    // nghttp2 closed the stream itself: the response broke HTTP/2's rules.
+    control_.explain_once(kind, [this, error_code] {
+      return std::string("HTTP/2 stream closed with ") + nghttp2_http2_strerror(error_code) +
+             (h2_error_.empty() ? std::string() : ": " + h2_error_);
+    });
+  }
+  ++stats_.errors[static_cast<std::size_t>(kind)];
+}
+
+int Slot::on_h2_header(nghttp2_session* session, const nghttp2_frame* frame,
+                       const std::uint8_t* name, std::size_t name_length, const std::uint8_t* value,
+                       std::size_t value_length, std::uint8_t, void* user_data) noexcept {
+  auto* slot = static_cast<Slot*>(user_data);
+  if (!slot->h2_ || frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_RESPONSE || name_length != 7 ||
+      std::memcmp(name, ":status", 7) != 0) {
+    return 0;
+  }
+  auto* stream =
+      static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+  // A 1xx response comes first with its own :status; the final one overwrites it.
+  int status = 0;
+  if (stream != nullptr &&
+      parse_number(std::string_view(reinterpret_cast<const char*>(value), value_length), status)) {
+    stream->status = status;
+  }
+  return 0;
+}
+
+int Slot::on_h2_frame_recv(nghttp2_session* session, const nghttp2_frame* frame,
+                           void* user_data) noexcept {
+  auto* slot = static_cast<Slot*>(user_data);
+  if (!slot->h2_) return 0;
+  switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA:
+      if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0) {
+        auto* stream = static_cast<Stream*>(
+            nghttp2_session_get_stream_user_data(session, frame->hd.stream_id));
+        if (stream != nullptr && stream->status >= 200) {
+          stream->complete = true;
+          stream->done = Clock::now();
+        }
+      }
+      break;
+    case NGHTTP2_RST_STREAM:
+      if (auto* stream = static_cast<Stream*>(
+              nghttp2_session_get_stream_user_data(session, frame->hd.stream_id))) {
+        stream->reset_by_peer = true;
+        stream->reset_code = frame->rst_stream.error_code;
+      }
+      break;
+    case NGHTTP2_GOAWAY:
+      slot->goaway_ = true;
+      slot->goaway_last_stream_ = frame->goaway.last_stream_id;
+      slot->goaway_code_ = frame->goaway.error_code;
+      break;
+    default:
+      break;
+  }
+  return 0;
+}
+
+// A request's HEADERS were never sent (after a GOAWAY, or the session was ending): nghttp2
+// may close a stream it never opened without on_stream_close, so the unit is freed here.
+int Slot::on_h2_frame_not_send(nghttp2_session*, const nghttp2_frame* frame, int error,
+                               void* user_data) noexcept {
+  auto* slot = static_cast<Slot*>(user_data);
+  if (!slot->h2_ || frame->hd.type != NGHTTP2_HEADERS ||
+      frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+    return 0;
+  }
+  if (Stream* stream = slot->find_stream(frame->hd.stream_id)) {
+    if (error == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED) slot->goaway_ = true;
+    slot->h2_error_ = nghttp2_strerror(error);
+    slot->stream_closed(*stream, NGHTTP2_REFUSED_STREAM);
+  }
+  return 0;
+}
+
+int Slot::on_h2_stream_close(nghttp2_session*, std::int32_t stream_id, std::uint32_t error_code,
+                             void* user_data) noexcept {
+  auto* slot = static_cast<Slot*>(user_data);
+  if (!slot->h2_) return 0;
+  // By id, not stream_user_data: a stream already settled by on_h2_frame_not_send may be
+  // closed again, and its Stream may be serving a newer request by then.
+  if (Stream* stream = slot->find_stream(stream_id)) slot->stream_closed(*stream, error_code);
+  return 0;
+}
+
+int Slot::on_h2_error(nghttp2_session*, int, const char* message, std::size_t length,
+                      void* user_data) noexcept {
+  static_cast<Slot*>(user_data)->h2_error_.assign(message, length);
+  return 0;
+}
+
+// DATA for a request body (--data-size): 'x' bytes, as the HTTP/1.1 requests send.
+ssize_t Slot::on_h2_body(nghttp2_session* session, std::int32_t stream_id, std::uint8_t* buf,
+                         std::size_t length, std::uint32_t* data_flags, nghttp2_data_source*,
+                         void* user_data) noexcept {
+  auto* slot = static_cast<Slot*>(user_data);
+  auto* stream = static_cast<Stream*>(nghttp2_session_get_stream_user_data(session, stream_id));
+  if (stream == nullptr) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;  // resets the stream
+  std::uint64_t size = slot->plan_.options.data_size.value_or(0);
+  std::size_t take =
+      static_cast<std::size_t>(std::min<std::uint64_t>(length, size - stream->body_sent));
+  std::memset(buf, 'x', take);
+  stream->body_sent += take;
+  if (stream->body_sent == size) *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+  return static_cast<ssize_t>(take);
+}
+
+void Slot::handle_read_h2() {
+  handshake_unconfirmed_ = false;
+  evbuffer* input = bufferevent_get_input(bev_.get());
+  std::size_t length = evbuffer_get_length(input);
+  stats_.bytes_in += length;
+  if (!h2_) {
+    evbuffer_drain(input, length);
+    return;
+  }
+  // Feed nghttp2 the buffer's chunks where they lie (no pullup copy).
+  while (evbuffer_get_length(input) > 0) {
+    std::array<evbuffer_iovec, 16> chunks{};
+    int count = evbuffer_peek(input, -1, nullptr, chunks.data(), static_cast<int>(chunks.size()));
+    std::size_t consumed = 0;
+    for (int i = 0; i < std::min<int>(count, static_cast<int>(chunks.size())); ++i) {
+      const evbuffer_iovec& chunk = chunks[static_cast<std::size_t>(i)];
+      ssize_t result = nghttp2_session_mem_recv(
+          h2_.get(), static_cast<const std::uint8_t*>(chunk.iov_base), chunk.iov_len);
+      if (result < 0) {
+        control_.explain_once(ErrorKind::malformed, [result] {
+          return std::string("nghttp2_session_mem_recv: ") +
+                 nghttp2_strerror(static_cast<int>(result));
+        });
+        fail_h2(ErrorKind::malformed);
+        return;
+      }
+      consumed += chunk.iov_len;
+    }
+    evbuffer_drain(input, consumed);
+  }
+  pump();
+}
+
+void Slot::handle_event_h2(short events) {
+  if (events & BEV_EVENT_CONNECTED) {
+    h2_connected();
+    return;
+  }
+  if (phase_ == Phase::holding) {
+    // The server closed a held connection (not held_ok); the hold's timer goes on.
+    drop_connection();
+    return;
+  }
+  SSL* ssl = bufferevent_openssl_get_ssl(bev_.get());
+  unsigned long tls_error = bufferevent_get_openssl_error(bev_.get());
+  if (phase_ == Phase::handshaking &&
+      ERR_GET_REASON(tls_error) == SSL_R_TLSV1_ALERT_NO_APPLICATION_PROTOCOL) {
+    // A server that speaks no protocol we offered may refuse the handshake (RFC 7301 section
+    // 3.2) instead of going on without ALPN: the same failure as a server choosing none.
+    control_.explain_once(ErrorKind::alpn, [tls_error] {
+      return "the server refused the handshake: " + tls_reason(tls_error) + " (no h2)";
+    });
+    fail_h2(ErrorKind::alpn);
+  } else if (phase_ == Phase::handshaking || (handshake_unconfirmed_ && tls_error != 0)) {
+    if (phase_ != Phase::handshaking) {
+      // Counted at BEV_EVENT_CONNECTED, but the server refused it: not a handshake done.
+      --stats_.handshakes;
+      if (SSL_session_reused(ssl)) --stats_.resumed;
+    }
+    control_.explain_once(ErrorKind::tls_handshake, [tls_error] {
+      return tls_error != 0 ? tls_reason(tls_error) : "connection closed by the peer";
+    });
+    fail_h2(ErrorKind::tls_handshake);
+  } else if (in_flight_ == 0) {
+    // An idle session closed (a server's idle timeout, or after its GOAWAY): nothing lost;
+    // requests queued meanwhile get a new connection.
+    fail_h2(ErrorKind::closed);
+  } else if (events & BEV_EVENT_EOF) {
+    control_.explain_once(ErrorKind::closed, [] {
+      return "the server closed the connection with HTTP/2 streams in flight";
+    });
+    fail_h2(ErrorKind::closed);
+  } else {
+    int socket_error = EVUTIL_SOCKET_ERROR();
+    control_.explain_once(ErrorKind::io, [tls_error, socket_error] {
+      return tls_error != 0 ? tls_reason(tls_error) : std::string(std::strerror(socket_error));
+    });
+    fail_h2(ErrorKind::io);
+  }
+}
+
+// One timer per slot: while connecting it is the connect deadline; with the session open it
+// fires at (or after) the oldest stream's deadline. A stream past it means the connection is
+// stuck: it is dropped, every stream in flight counted as a timeout.
+void Slot::handle_timeout_h2() {
+  if (phase_ == Phase::waiting) {
+    std::optional<Clock::time_point> oldest;
+    for (const Stream& stream : streams_) {
+      if (stream.in_use && (!oldest || stream.start < *oldest)) oldest = stream.start;
+    }
+    if (!oldest) return;  // nothing in flight; the next submit() arms the timer
+    auto deadline = *oldest + std::chrono::duration_cast<Clock::duration>(
+                                  std::chrono::duration<double>(plan_.options.timeout_s));
+    Clock::time_point now = Clock::now();
+    if (deadline > now) {
+      timeval wait = to_timeval(std::chrono::duration<double>(deadline - now).count());
+      event_add(timeout_event_.get(), &wait);
+      return;
+    }
+  } else if (phase_ != Phase::connecting && phase_ != Phase::handshaking) {
+    return;
+  }
+  control_.explain_once(ErrorKind::timeout, [this] {
+    return std::string("no complete response within --timeout, stuck ") +
+           (phase_ == Phase::connecting    ? "connecting"
+            : phase_ == Phase::handshaking ? "in the TLS handshake"
+                                           : "waiting for HTTP/2 responses");
+  });
+  fail_h2(ErrorKind::timeout);
+}
+
+// The connection failed (or ended): every request it held fails with `kind`, except requests
+// still queued on an open session (after a GOAWAY), which go to the next connection. The
+// failed units start over on the next loop turn, as do HTTP/1.1's.
+void Slot::fail_h2(ErrorKind kind) {
+  if (phase_ == Phase::done) return;
+  if (phase_ == Phase::holding) {
+    drop_connection();  // the hold's timer goes on
+    return;
+  }
+  bool had_session = phase_ == Phase::waiting;
+  unsigned failed = in_flight_ + (had_session ? 0 : std::exchange(queued_, 0));
+  stats_.errors[static_cast<std::size_t>(kind)] += failed;
+  restart_ += failed + std::exchange(freed_, 0);
+  succeeded_ = 0;
+  event_del(timeout_event_.get());
+  drop_connection();
+  phase_ = Phase::idle;
+  event_active(next_event_.get(), EV_TIMEOUT, 1);
+}
+
+// Runs the session after anything that may have advanced it (bytes read, a request submitted,
+// the output drained): restarts units whose streams ended, retires a finished session, sends.
+// Never re-entered: a unit started from within (Worker::slot_free -> begin) only submits.
+void Slot::pump() {
+  if (pumping_) return;
+  pumping_ = true;
+  while (h2_ && phase_ != Phase::done) {
+    if (freed_ > 0) {
+      settle();
+      continue;
+    }
+    bool over =
+        nghttp2_session_want_read(h2_.get()) == 0 && nghttp2_session_want_write(h2_.get()) == 0;
+    if (phase_ == Phase::holding) {
+      if (over) {
+        drop_connection();
+      } else {
+        flush();
+      }
+      break;
+    }
+    if (over || (goaway_ && in_flight_ == 0)) {
+      retire_session();
+      break;
+    }
+    if (!flush() || freed_ == 0) break;
+  }
+  pumping_ = false;
+}
+
+// Units whose streams ended: --new-connection closes the connection, --hold holds it, else
+// each unit goes on to its next request (submitted on this session when it can take it).
+void Slot::settle() {
+  unsigned done = std::exchange(freed_, 0);
+  bool succeeded = std::exchange(succeeded_, 0) > 0;
+  if (plan_.options.new_connection) {
+    drop_connection();
+    phase_ = Phase::idle;
+    restart_ += done;
+    event_active(next_event_.get(), EV_TIMEOUT, 1);
+    return;
+  }
+  if (plan_.options.hold_s && succeeded) {
+    enter_hold();  // --streams is 1 with --hold: `done` is this one unit
+    return;
+  }
+  for (unsigned i = 0; i < done && phase_ != Phase::done; ++i) next_unit();
+}
+
+// Moves what nghttp2 has to send into the bufferevent's output; false when the session
+// failed (the connection is dropped then).
+bool Slot::flush() {
+  evbuffer* output = bufferevent_get_output(bev_.get());
+  while (evbuffer_get_length(output) < kH2OutputHighWater) {
+    const std::uint8_t* data = nullptr;
+    ssize_t length = nghttp2_session_mem_send(h2_.get(), &data);
+    if (length < 0) {
+      control_.explain_once(ErrorKind::io, [length] {
+        return std::string("nghttp2_session_mem_send: ") +
+               nghttp2_strerror(static_cast<int>(length));
+      });
+      fail_h2(ErrorKind::io);
+      return false;
+    }
+    if (length == 0) break;
+    evbuffer_add(output, data, static_cast<std::size_t>(length));
+  }
+  return true;
+}
+
+// The session is over (nghttp2 ended it after a protocol error of the server's) or drained
+// after a GOAWAY: streams still in flight on it are lost (malformed); queued requests and
+// those units start over on a new connection.
+void Slot::retire_session() {
+  if (in_flight_ > 0) {
+    control_.explain_once(ErrorKind::malformed, [this] {
+      return "the HTTP/2 session ended with streams in flight" +
+             (h2_error_.empty() ? std::string() : ": " + h2_error_);
+    });
+  }
+  stats_.errors[static_cast<std::size_t>(ErrorKind::malformed)] += in_flight_;
+  restart_ += in_flight_;
+  event_del(timeout_event_.get());
+  drop_connection();
+  phase_ = Phase::idle;
+  if (restart_ > 0 || queued_ > 0) event_active(next_event_.get(), EV_TIMEOUT, 1);
 }
 
 // ---- Worker ----------------------------------------------------------------------------------
@@ -1035,6 +1734,18 @@ Worker::Worker(const Plan& plan, RunControl& control, unsigned slots, std::size_
     pace_event_.reset(evtimer_new(base_.get(), on_pace, this));
     rate_ = *plan_.options.rate * slots / plan_.options.connections;
   }
+  if (plan_.options.h2) {
+    nghttp2_session_callbacks* callbacks = nullptr;
+    if (nghttp2_session_callbacks_new(&callbacks) != 0) return;
+    h2_callbacks_.reset(callbacks);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, Slot::on_h2_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, Slot::on_h2_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_not_send_callback(callbacks, Slot::on_h2_frame_not_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, Slot::on_h2_stream_close);
+    nghttp2_session_callbacks_set_error_callback2(callbacks, Slot::on_h2_error);
+    // No on_data_chunk_recv: bodies are only counted (bytes_in); nghttp2 still sends the
+    // WINDOW_UPDATEs for what it has read.
+  }
   for (unsigned i = 0; i < slots; ++i) {
     slots_.push_back(std::make_unique<Slot>(*this, plan_, control_, stats_));
   }
@@ -1047,13 +1758,20 @@ void Worker::run() {
     timeval deadline = to_timeval(*plan_.options.duration_s);
     event_add(deadline_event_.get(), &deadline);
   }
-  active_slots_ = slots_.size();
-  for (auto& slot : slots_) slot->start();  // --rate: each parks itself in free_slots_
+  active_units_ = 0;
+  for (const auto& slot : slots_) active_units_ += slot->units();
+  // --ramp: slot i of n starts at i/n of the ramp, so that a server is not handed thousands
+  // of handshakes at once (a one-worker server then times some of them out). Each worker
+  // ramps its own slots over the whole time. --rate: each unit parks itself in free_slots_.
+  double ramp = plan_.options.ramp_s.value_or(0);
+  for (std::size_t i = 0; i < slots_.size(); ++i) {
+    slots_[i]->start(ramp * static_cast<double>(i) / static_cast<double>(slots_.size()));
+  }
   if (paced()) {
     pace_start_ = Clock::now();
     pace();
   }
-  if (active_slots_ > 0) event_base_dispatch(base_.get());
+  if (active_units_ > 0) event_base_dispatch(base_.get());
   finished_at_ = Clock::now();
   control_.finished_workers.fetch_add(1, std::memory_order_release);
 }
@@ -1091,7 +1809,7 @@ void Worker::pace() {
     slot->begin();
   }
   if (budget_spent_) {
-    // Busy slots finish when they free up and the backlog is empty (slot_free).
+    // Busy units finish when they free up and the backlog is empty (slot_free).
     std::vector<Slot*> parked = std::move(free_slots_);
     free_slots_.clear();
     for (Slot* slot : parked) slot->finish();
@@ -1107,7 +1825,7 @@ void Worker::on_pace(evutil_socket_t, short, void* arg) noexcept {
 }
 
 void Worker::slot_finished() {
-  if (--active_slots_ == 0) event_base_loopbreak(base_.get());
+  if (--active_units_ == 0) event_base_loopbreak(base_.get());
 }
 
 void Worker::stop_all() {
@@ -1140,7 +1858,15 @@ void usage(std::FILE* out) {
       out,
       "usage: cmsfront-load [options] URL        (URL: https://host:port/path?query or http://)\n"
       "  -n N              total requests (default 10000); failed attempts count too\n"
-      "  -c C              concurrent connections (default 10)\n"
+      "  -c C              concurrent connections (default 10); the descriptor limit is\n"
+      "                    raised to its hard limit, and a C beyond that exits 1\n"
+      "  --h2              HTTP/2 over TLS (ALPN h2 only; a server that does not select it\n"
+      "                    fails each attempt with the error kind alpn)\n"
+      "  --streams M       --h2: concurrent requests per connection (default 1); in flight: C*M\n"
+      "  --hold S          after a connection's first response, keep it open and idle for S\n"
+      "                    seconds, then close it (the slot goes on with a new connection);\n"
+      "                    the summary counts held and held_ok (still open when the hold ended)\n"
+      "  --ramp S          start the C connections evenly over S seconds, not all at once\n"
       "  -t THREADS        worker threads, connections split evenly (default 1)\n"
       "  --duration S      run for S seconds instead of -n (requests in flight then are dropped)\n"
       "  --new-connection  one request per connection (a handshake each; latency from connect)\n"
@@ -1200,6 +1926,14 @@ OptionValue apply_option(std::string_view arg, std::string_view value, Options& 
   } else if (arg == "--method") {
     ok = is_token(value);
     options.method = value;
+  } else if (arg == "--streams") {
+    ok = parse_number(value, options.streams) && options.streams > 0 && options.streams <= 100'000;
+  } else if (arg == "--hold") {
+    ok = parse_seconds(value, seconds);
+    options.hold_s = seconds;
+  } else if (arg == "--ramp") {
+    ok = parse_seconds(value, seconds);
+    options.ramp_s = seconds;
   } else if (arg == "--data-size") {
     std::uint64_t size = 0;
     ok = parse_number(value, size) && size <= (std::uint64_t{1} << 32);
@@ -1221,6 +1955,8 @@ std::optional<Options> parse_options(int argc, char** argv) {
       options.resume = true;
     } else if (arg == "--json") {
       options.json = true;
+    } else if (arg == "--h2") {
+      options.h2 = true;
     } else if (arg == "--tls12" || arg == "--tls13") {
       options.tls_version = arg == "--tls12" ? TLS1_2_VERSION : TLS1_3_VERSION;
     } else if (arg.empty() || arg[0] != '-') {
@@ -1237,6 +1973,17 @@ std::optional<Options> parse_options(int argc, char** argv) {
     }
   }
   if (options.url.empty()) return std::nullopt;
+  // --streams: only HTTP/2 multiplexes; one request per connection leaves nothing to
+  // multiplex, and a held connection makes one request.
+  const char* conflict = nullptr;
+  if (options.streams > 1 && !options.h2) conflict = "--streams needs --h2";
+  if (options.streams > 1 && options.new_connection) conflict = "--streams with --new-connection";
+  if (options.streams > 1 && options.hold_s) conflict = "--streams with --hold";
+  if (options.hold_s && options.new_connection) conflict = "--hold with --new-connection";
+  if (conflict != nullptr) {
+    std::fprintf(stderr, "cmsfront-load: %s: no such combination\n", conflict);
+    return std::nullopt;
+  }
   return options;
 }
 
@@ -1358,8 +2105,18 @@ SslCtxPtr make_ssl_ctx(const Options& options, const Url& url) {
   // Send exactly the certificates in the --cert file: no chain built per handshake from the
   // --cacert store (which would also cost a chain verification on every connection).
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_NO_AUTO_CHAIN);
-  static constexpr unsigned char kAlpn[] = "\x08http/1.1";
-  SSL_CTX_set_alpn_protos(ctx.get(), kAlpn, sizeof kAlpn - 1);
+  // --hold keeps thousands of connections idle: give their TLS record buffers (about 34 KiB
+  // each) back while idle, so that the load generator's memory does not limit the count.
+  // Busy connections keep theirs (no allocation per record).
+  if (options.hold_s) SSL_CTX_set_mode(ctx.get(), SSL_MODE_RELEASE_BUFFERS);
+  // One protocol offered, so that a server's choice can never be the other one.
+  static constexpr unsigned char kAlpnHttp1[] = "\x08http/1.1";
+  static constexpr unsigned char kAlpnH2[] = "\x02h2";
+  if (options.h2) {
+    SSL_CTX_set_alpn_protos(ctx.get(), kAlpnH2, sizeof kAlpnH2 - 1);
+  } else {
+    SSL_CTX_set_alpn_protos(ctx.get(), kAlpnHttp1, sizeof kAlpnHttp1 - 1);
+  }
   if (!options.cert_file.empty()) {
     // The file's first certificate is the leaf; the rest go out as its chain, in file order
     // (a grid proxy file: proxy, its key, then the user certificate).
@@ -1417,6 +2174,52 @@ std::string build_request(const Options& options, const Url& url, std::string_vi
   return request;
 }
 
+std::string lowercase(std::string_view text) {
+  std::string lower(text);
+  for (char& c : lower) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+  }
+  return lower;
+}
+
+// The HTTP/2 form of build_request: pseudo-headers first, names lowercase, no connection-
+// specific fields (RFC 9113 section 8.2.2: a server must treat them as malformed); a --header
+// Host becomes :authority.
+H2Request build_h2_request(const Options& options, const Url& url, std::string_view target) {
+  H2Request request;
+  std::string authority = url.authority;
+  std::vector<std::pair<std::string, std::string>> headers;
+  for (const std::string& header : options.headers) {
+    std::size_t colon = header.find(':');
+    std::string name = lowercase(std::string_view(header).substr(0, colon));
+    std::string value(trim(std::string_view(header).substr(colon + 1)));
+    if (name == "host") {
+      authority = value;
+    } else if (name != "connection" && name != "keep-alive" && name != "proxy-connection" &&
+               name != "transfer-encoding" && name != "upgrade" &&
+               (name != "te" || value == "trailers")) {
+      headers.emplace_back(std::move(name), std::move(value));
+    }
+  }
+  request.fields = {{":method", options.method},
+                    {":scheme", url.tls ? "https" : "http"},
+                    {":authority", authority},
+                    {":path", std::string(target)}};
+  if (!has_header(options, "user-agent"))
+    request.fields.emplace_back("user-agent", "cmsfront-load");
+  for (auto& header : headers) request.fields.push_back(std::move(header));
+  if (options.data_size) {
+    request.fields.emplace_back("content-length", std::to_string(*options.data_size));
+  }
+  // Built last: fields no longer moves.
+  for (auto& [name, value] : request.fields) {
+    request.nv.push_back({reinterpret_cast<std::uint8_t*>(name.data()),
+                          reinterpret_cast<std::uint8_t*>(value.data()), name.size(), value.size(),
+                          NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE});
+  }
+  return request;
+}
+
 // ---- Summary ---------------------------------------------------------------------------------
 
 struct Summary {
@@ -1427,6 +2230,10 @@ struct Summary {
   std::uint64_t resumed = 0;
   std::uint64_t bytes_in = 0;
   std::uint64_t late = 0;
+  std::uint64_t held = 0;
+  std::uint64_t held_ok = 0;
+  std::optional<double> hold_s;  // --hold, as asked
+  const char* protocol = "http/1.1";
   std::size_t urls = 0;
   std::optional<double> rate;  // --rate, as asked
   double elapsed_s = 0;
@@ -1448,6 +2255,8 @@ Summary summarize(const std::vector<std::unique_ptr<Worker>>& workers, double el
     summary.resumed += stats.resumed;
     summary.bytes_in += stats.bytes_in;
     summary.late += stats.late;
+    summary.held += stats.held;
+    summary.held_ok += stats.held_ok;
     samplers.push_back(&stats.latency);
     if (stats.latency.count() > 0) {
       min = std::min(min, stats.latency.min());
@@ -1493,12 +2302,14 @@ void print_json(const Summary& s) {
   std::printf(
       "},\"elapsed_s\":%.3f,\"rps\":%.1f,\"handshakes\":%llu,\"resumed\":%llu,"
       "\"latency_ms\":{\"min\":%.3f,\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"max\":%.3f},"
-      "\"bytes_in\":%llu,\"failures_total\":%llu,\"urls\":%zu,\"late\":%llu}\n",
+      "\"bytes_in\":%llu,\"failures_total\":%llu,\"urls\":%zu,\"late\":%llu,"
+      "\"protocol\":\"%s\",\"held\":%llu,\"held_ok\":%llu}\n",
       s.elapsed_s, rate(s.requests, s.elapsed_s), static_cast<unsigned long long>(s.handshakes),
       static_cast<unsigned long long>(s.resumed), l[0], l[1], l[2], l[3], l[4],
       static_cast<unsigned long long>(s.bytes_in),
       static_cast<unsigned long long>(failures_total(s)), s.urls,
-      static_cast<unsigned long long>(s.late));
+      static_cast<unsigned long long>(s.late), s.protocol, static_cast<unsigned long long>(s.held),
+      static_cast<unsigned long long>(s.held_ok));
 }
 
 void print_text(const Summary& s) {
@@ -1517,18 +2328,25 @@ void print_text(const Summary& s) {
   }
   const auto& l = s.latency_ms;
   std::printf(
-      "\nelapsed:    %.3f s\n"
+      "\nprotocol:   %s\n"
+      "elapsed:    %.3f s\n"
       "rps:        %.1f\n"
       "tls:        %llu handshakes (%.1f/s), %llu resumed\n"
       "latency ms: min %.3f  p50 %.3f  p90 %.3f  p99 %.3f  max %.3f\n"
       "bytes in:   %llu\n"
       "urls:       %zu\n",
-      s.elapsed_s, rate(s.requests, s.elapsed_s), static_cast<unsigned long long>(s.handshakes),
-      rate(s.handshakes, s.elapsed_s), static_cast<unsigned long long>(s.resumed), l[0], l[1], l[2],
-      l[3], l[4], static_cast<unsigned long long>(s.bytes_in), s.urls);
+      s.protocol, s.elapsed_s, rate(s.requests, s.elapsed_s),
+      static_cast<unsigned long long>(s.handshakes), rate(s.handshakes, s.elapsed_s),
+      static_cast<unsigned long long>(s.resumed), l[0], l[1], l[2], l[3], l[4],
+      static_cast<unsigned long long>(s.bytes_in), s.urls);
   if (s.rate) {
     std::printf("late:       %llu (due while every connection was busy; asked %.1f/s)\n",
                 static_cast<unsigned long long>(s.late), *s.rate);
+  }
+  if (s.hold_s) {
+    std::printf("held:       %llu connections for %.3f s, %llu still open when the hold ended\n",
+                static_cast<unsigned long long>(s.held), *s.hold_s,
+                static_cast<unsigned long long>(s.held_ok));
   }
 }
 
@@ -1551,14 +2369,28 @@ bool resolve(const Url& url, Plan& plan) {
 }
 
 // A descriptor per connection (two for a moment while one is retired): lift the soft limit to
-// the hard one rather than fail thousands of connects with EMFILE.
-void raise_file_limit(unsigned connections) {
+// the hard one, and refuse to start when even that cannot hold every connection (thousands of
+// connects failing with EMFILE would read as the server's failures). False after saying why.
+bool raise_file_limit(unsigned connections) {
   rlimit files{};
-  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max &&
-      files.rlim_cur < 2 * static_cast<rlim_t>(connections) + 64) {
-    files.rlim_cur = files.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &files);
+  if (getrlimit(RLIMIT_NOFILE, &files) != 0) return true;  // unknown: let connects tell
+  if (files.rlim_cur < files.rlim_max) {
+    rlimit raised = files;
+    raised.rlim_cur = files.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &raised) == 0) files = raised;
   }
+  rlim_t needed = static_cast<rlim_t>(connections) + kSpareDescriptors;
+  if (files.rlim_cur != RLIM_INFINITY && files.rlim_cur < needed) {
+    std::fprintf(stderr,
+                 "cmsfront-load: -c %u needs about %llu file descriptors, but RLIMIT_NOFILE "
+                 "allows %llu (hard limit %llu); raise it (ulimit -Hn, LimitNOFILE=) or use "
+                 "fewer connections\n",
+                 connections, static_cast<unsigned long long>(needed),
+                 static_cast<unsigned long long>(files.rlim_cur),
+                 static_cast<unsigned long long>(files.rlim_max));
+    return false;
+  }
+  return true;
 }
 
 // Runs the workers to the end of the run and prints the summary; the exit status.
@@ -1576,7 +2408,7 @@ int run(const Plan& plan) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  raise_file_limit(plan.options.connections);
+  if (!raise_file_limit(plan.options.connections)) return kExitCannotStart;
 
   unsigned threads = std::min(plan.options.threads, plan.options.connections);
   std::vector<std::unique_ptr<Worker>> workers;
@@ -1604,6 +2436,8 @@ int run(const Plan& plan) {
   Summary summary = summarize(workers, std::chrono::duration<double>(end - start).count());
   summary.urls = plan.requests.size();
   summary.rate = plan.options.rate;
+  summary.hold_s = plan.options.hold_s;
+  summary.protocol = plan.options.h2 ? "h2" : "http/1.1";
   if (plan.options.json) {
     print_json(summary);
   } else {
@@ -1630,6 +2464,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "cmsfront-load: TLS options need an https:// URL\n");
     url.reset();
   }
+  if (url && !url->tls && options->h2) {
+    std::fprintf(stderr, "cmsfront-load: --h2 needs an https:// URL (h2 over TLS only)\n");
+    url.reset();
+  }
   if (!options || !url) {
     usage(stderr);
     return kExitUsage;
@@ -1652,6 +2490,8 @@ int main(int argc, char** argv) {
   }
   for (const std::string& target : targets) {
     plan.requests.push_back(build_request(plan.options, plan.url, target));
+    if (plan.options.h2)
+      plan.h2_requests.push_back(build_h2_request(plan.options, plan.url, target));
   }
   plan.head_request = plan.options.method == "HEAD";
   return run(plan);
