@@ -55,6 +55,33 @@ cpu_ticks() {
 # rss_peak_kib PID: the process's peak resident set (VmHWM).
 rss_peak_kib() { awk '/^VmHWM:/ {print $2}' "/proc/$1/status"; }
 
+# rss_now_kib PID...: the resident sets (VmRSS) of the PIDs, summed, in KiB; a PID that is gone
+# counts 0. For memory per connection: the difference between two readings, not the peak.
+rss_now_kib() {
+  local pid total=0 v
+  for pid in "$@"; do
+    v=$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status" 2>/dev/null) || v=""
+    total=$((total + ${v:-0}))
+  done
+  echo "$total"
+}
+
+# listen_overflows: the kernel's count of connections dropped because a listener's accept
+# queue was full (TcpExt ListenOverflows, machine-wide; empty if unreadable). A burst of
+# clients that a frontend does not accept fast enough shows here: their SYNs (or the final
+# ACKs) are dropped and they retry after 1, 3, 7, 15 ... s.
+listen_overflows() {
+  awk '$1 == "TcpExt:" { if (!n++) { for (i = 2; i <= NF; i++) if ($i == "ListenOverflows") f = i }
+                         else if (f) print $f }' /proc/net/netstat 2>/dev/null || true
+}
+
+# established_on_port PORT: TCP connections in ESTABLISHED state whose local port is PORT (the
+# server side of connections to a listener on PORT, accepted or still in its accept queue);
+# 0 when ss (iproute2) is missing.
+established_on_port() {
+  { ss -Htn state established "( sport = :$1 )" 2>/dev/null || true; } | wc -l
+}
+
 # start_backend CPU: a fresh cmsfront-test-backend (one thread) on CPU; sets backend_pid and
 # backend_port. Needs $backend (the binary). Returns 1 when it does not start (a script under
 # `set -e` then stops; bench/run.sh records the failure and goes on).
@@ -98,17 +125,20 @@ install_service_package() {
   fi
 }
 
-# nginx_prelude DIR: the top of an nginx.conf for a benchmark: one process that is itself the
-# worker (so its /proc counters are the ones that matter), temp paths under DIR (which must
-# exist: the caller creates it), no access log.
+# nginx_prelude DIR [WORKER_CONNECTIONS [RLIMIT_NOFILE]]: the top of an nginx.conf for a
+# benchmark: one process that is itself the worker (so its /proc counters are the ones that
+# matter), temp paths under DIR (which must exist: the caller creates it), no access log.
+# worker_connections (default 4096) counts client and upstream connections together;
+# RLIMIT_NOFILE, when given, becomes worker_rlimit_nofile.
 nginx_prelude() {
-  local dir=$1
+  local dir=$1 conns=${2:-4096} nofile=${3:-}
   cat <<EOF
 worker_processes 1;
 master_process off;
+${nofile:+worker_rlimit_nofile $nofile;}
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;
-events { worker_connections 4096; }
+events { worker_connections $conns; }
 http {
   access_log off;
   client_body_temp_path $dir/temp/body;

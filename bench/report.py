@@ -4,6 +4,9 @@
     bench/report.py OUTDIR                   # writes OUTDIR/report.md and OUTDIR/*.png
     bench/report.py OUTDIR --output FILE     # the same report at FILE (image links relative
                                              # to FILE; the plots stay in OUTDIR)
+    bench/report.py OUTDIR --output FILE --plots-dir DIR
+                                             # ... with OUTDIR's plots copied into DIR (its
+                                             # old *.png removed first) and linked from there
     bench/report.py OUTDIR --no-plots
 
 Reads OUTDIR/results.jsonl (one object per run, as bench/run.sh writes them), OUTDIR/meta.json
@@ -14,6 +17,7 @@ python3-matplotlib); without it the report is written without them and says so.
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections import OrderedDict
 from pathlib import Path
@@ -25,8 +29,11 @@ GROUPS = OrderedDict([
     ("off", "Keep-alive off: a new TCP + TLS connection (full handshake, client certificate) "
             "per request"),
     ("on", "Keep-alive on: C connections, each with one handshake, reused for every request"),
+    ("h2", "HTTP/2 clients: keep-alive connections speaking h2 (ALPN), one or more streams "
+           "each"),
     ("cherrypy", "A CherryPy backend with 10 threads behind each frontend (keep-alive clients)"),
     ("proxy", "Grid proxies: an RFC 3820 proxy as client certificate"),
+    ("idle", "Memory per idle connection"),
 ])
 
 NOT_RUN = {
@@ -35,6 +42,8 @@ NOT_RUN = {
     "did-not-start": "did not start",
     "backend-down": "backend down",
     "frontend-down": "frontend down",
+    "cannot-run": "cannot run here",
+    "unsupported": "unsupported",
 }
 MARK = {"timeout": "timeout", "frontend-died": "died", "load-error": "load error",
         "no-output": "no output"}
@@ -56,8 +65,12 @@ def load_rows(outdir):
 
 
 def group_of(row):
+    if row.get("measure") == "idle":
+        return "idle"
     if row.get("credential") == "proxy":
         return "proxy"
+    if row.get("protocol") == "h2":
+        return "h2"
     if row.get("backend") == "cherrypy":
         return "cherrypy"
     return "on" if row.get("keepalive") else "off"
@@ -80,6 +93,8 @@ def fmt_ms(v):
 def scenario_label(row, scale):
     n, c = row.get("requests"), row.get("concurrency")
     label = "%s / %s" % (fmt_int(n), fmt_int(c))
+    if (row.get("streams") or 1) > 1:
+        label += " × %d streams" % row["streams"]
     nominal = row.get("requests_nominal")
     if scale and scale != 1 and nominal and nominal != n:
         label += " (of %s)" % fmt_int(nominal)
@@ -177,6 +192,17 @@ class Report:
                "CPU-s = the frontend's own user+system time from /proc over the run; "
                "req per CPU-s = 2xx ÷ CPU-s; RSS = peak resident set (VmHWM) of the serving "
                "process since it started")
+        timeout = m.get("request_timeout_s")
+        if timeout is not None:
+            self.w("- per-request timeout (connect and handshake included): %s s, or C ÷ 150 s "
+                   "for C > %s clients connecting at once (they queue for one core's "
+                   "handshakes); open files per process: %s" % (
+                       timeout, fmt_int(timeout * 150), fmt_int(m.get("open_files"))))
+        if self.groups["h2"]:
+            self.w("- HTTP/2 rows: `cmsfront-load --h2` (ALPN offers h2 only) over C keep-alive "
+                   "connections, M concurrent streams on each (`--streams`); a frontend whose "
+                   "ALPN does not select h2 fails every attempt with the ALPN error, and the "
+                   "row says *unsupported* rather than counting failures")
         self.w()
         self.w("| frontend | version | settings |")
         self.w("|---|---|---|")
@@ -218,9 +244,14 @@ class Report:
     def detail_table(self, group):
         self.w("<details><summary>every run of this table</summary>")
         self.w()
+        self.w("Accept-queue drops: connections the kernel dropped during the run because the "
+               "frontend's listen queue was full (TcpExt ListenOverflows); each such client "
+               "retries after 1, 3, 7, 15 ... s, which is where a burst's long tail comes from.")
+        self.w()
         cherry = group == "cherrypy"
         cols = ["requests / clients", "frontend", "req/s", "2xx", "failed", "errors / other status",
-                "p50 ms", "p99 ms", "CPU-s", "req per CPU-s", "peak RSS MiB"]
+                "p50 ms", "p99 ms", "CPU-s", "req per CPU-s", "peak RSS MiB",
+                "accept-queue drops"]
         if cherry:
             cols += ["backend conns (max / opened)"]
         self.w("| " + " | ".join(cols) + " |")
@@ -231,6 +262,11 @@ class Report:
                 if not row:
                     continue
                 label = scenario_label(row, self.scale)
+                if row.get("outcome") == "unsupported":
+                    self.w("| %s | %s | %s | – | %s | %s |%s" % (
+                        label, PRETTY.get(fe, fe), cell(row, ""), fmt_int(row.get("failed")),
+                        describe_failures(row) or "–", " |" * (len(cols) - 6)))
+                    continue
                 if not ran(row):
                     self.w("| %s | %s | %s |%s" % (label, PRETTY.get(fe, fe),
                                                    cell(row, ""), " |" * (len(cols) - 3)))
@@ -241,7 +277,8 @@ class Report:
                          fmt_ms(row.get("p50_ms")), fmt_ms(row.get("p99_ms")),
                          "–" if row.get("cpu_s") is None else "%.2f" % row["cpu_s"],
                          fmt_int(row.get("req_per_cpu_s")),
-                         "–" if row.get("rss_mib") is None else "%.1f" % row["rss_mib"]]
+                         "–" if row.get("rss_mib") is None else "%.1f" % row["rss_mib"],
+                         fmt_int(row.get("listen_overflows"))]
                 if cherry:
                     cells.append("%s / %s" % (fmt_int(row.get("backend_conns_max")),
                                               fmt_int(row.get("backend_conns_opened"))))
@@ -256,10 +293,12 @@ class Report:
         self.w("## %s" % GROUPS[group])
         self.w()
         if group == "on":
-            self.w("Each connection carries requests ÷ clients requests (the seed table: 5 to 25), "
-                   "so its one handshake is still a large part of the work; the anchors' "
-                   "keep-alive figure (40,000 requests over 100 connections) is a different "
-                   "workload.")
+            self.w("Each connection carries requests ÷ clients requests (the seed table: 5 to 25; "
+                   "2 on average for the 10,000-client row), so its one handshake is still a large part of "
+                   "the work; the anchors' keep-alive figure (40,000 requests over 100 "
+                   "connections) is a different workload. At 10,000 clients the question is "
+                   "whether a frontend takes and keeps that many connections at all: failures "
+                   "there say where it stopped (see every run for the errors).")
             self.w()
         self.metric_table(group, "requests per CPU-second of the frontend (higher is better)",
                           lambda r: r and r.get("req_per_cpu_s"), fmt_int, True)
@@ -322,6 +361,67 @@ class Report:
                     fmt_int(row.get("failed")), describe_failures(row) or "–"))
         self.w()
 
+    def h2_group(self):
+        if not self.groups["h2"]:
+            return
+        self.w("## %s" % GROUPS["h2"])
+        self.w()
+        self.w("C connections, each with one handshake, carrying the requests as HTTP/2 streams: "
+               "`h2` one stream at a time per connection, `× M streams` M at once (C × M "
+               "requests in flight). Towards the backend every frontend speaks HTTP/1.1. "
+               "*unsupported*: the frontend's ALPN did not select h2, so no request could be "
+               "sent (the reason is under \"Runs that did not complete normally\").")
+        self.w()
+        g = "h2"
+        self.metric_table(g, "requests per CPU-second of the frontend (higher is better)",
+                          lambda r: r and r.get("req_per_cpu_s"), fmt_int, True)
+        self.metric_table(g, "requests/s", lambda r: r and r.get("rps"), fmt_int, True)
+        self.metric_table(g, "failed requests", lambda r: r and r.get("failed"), fmt_int, False)
+        self.metric_table(g, "p99 latency, ms", lambda r: r and r.get("p99_ms"), fmt_ms, False)
+        self.detail_table(g)
+
+    def idle_group(self):
+        if not self.groups["idle"]:
+            return
+        self.w("## %s" % GROUPS["idle"])
+        self.w()
+        self.w("Each frontend, freshly started in front of the native backend and warmed up, "
+               "gets K keep-alive TLS connections with the user certificate; each makes one "
+               "request and is then held open, idle (`cmsfront-load --hold`). The resident "
+               "memory (VmRSS) of the frontend's serving processes is read before they open and "
+               "while they are all open (the reading at the most server-side ESTABLISHED "
+               "connections); **KiB per idle connection** = (RSS held − RSS before) ÷ the "
+               "connections open at that reading. That count equals \"held to the end\" (still "
+               "open when their hold ended) unless the frontend closed idle connections while "
+               "they were held, which is itself a result. It includes what the TLS library "
+               "keeps per connection (the session, the client's certificate chain, buffers).")
+        self.w()
+        self.w("| frontend | connections | held to the end | open at the reading | RSS before, "
+               "MiB | RSS at the reading, MiB | KiB per idle connection | note |")
+        self.w("|---|---:|---:|---:|---:|---:|---:|---|")
+        for sc in self.groups["idle"]:
+            for fe in self.frontends:
+                row = self.get(sc, fe)
+                if not row:
+                    continue
+                n = fmt_int(row.get("requests"))
+                if not ran(row):
+                    self.w("| %s | %s | %s | | | | | %s |" % (
+                        PRETTY.get(fe, fe), n, cell(row, ""),
+                        (row.get("note") or "").replace("|", "\\|")))
+                    continue
+                mib = lambda kib: "–" if kib is None else "%.1f" % (kib / 1024)
+                per = row.get("kib_per_idle_conn")
+                failures = describe_failures(row)
+                note = "; ".join(x for x in (failures, (row.get("note") or "")) if x)
+                self.w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    PRETTY.get(fe, fe), n, cell(row, fmt_int(row.get("held_ok"))),
+                    fmt_int(row.get("established_held")), mib(row.get("rss_before_kib")),
+                    mib(row.get("rss_held_kib")),
+                    "**%.1f**" % per if per is not None else "–",
+                    note.replace("|", "\\|")))
+        self.w()
+
     def problems(self):
         bad = [r for r in self.rows if r.get("outcome", "ran") != "ran"]
         if not bad:
@@ -373,7 +473,7 @@ def describe_failures(row):
     return ", ".join(parts)
 
 
-# The plots: file, title, y label, row field.
+# The plots vs concurrency: file, title, y label, row field.
 PLOTS = [
     ("rps_vs_concurrency.png", "Successful requests/s vs concurrent clients", "requests/s",
      "rps"),
@@ -383,6 +483,10 @@ PLOTS = [
      "Requests per CPU-second of the frontend vs concurrent clients",
      "requests per frontend CPU-second", "req_per_cpu_s"),
 ]
+H2_PLOT = ("h2.png", "HTTP/2 clients: requests/s and requests per CPU-second")
+IDLE_PLOT = ("idle_memory.png", "Memory per idle keep-alive TLS connection")
+ALL_PLOTS = [(name, title) for name, title, _, _ in PLOTS] + [H2_PLOT, IDLE_PLOT]
+MARKERS = {"cmsfront": "o", "nginx": "s", "haproxy": "^", "apache": "D"}
 
 
 # --- plots ------------------------------------------------------------------------------------
@@ -392,16 +496,30 @@ def draw_plots(report, outdir):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter, ScalarFormatter
     except ImportError:
         return [], "matplotlib is not installed (Debian: apt-get install python3-matplotlib)"
 
+    for stale in [name for name, _ in ALL_PLOTS]:
+        if (outdir / stale).exists():
+            (outdir / stale).unlink()  # a redraw must not keep a plot this run has no data for
     panels = [(g, t) for g, t in (("off", "keep-alive off (handshake per request)"),
                                   ("on", "keep-alive on"),
                                   ("cherrypy", "CherryPy backend, keep-alive"))
               if report.groups[g]]
-    if not panels:
+    made = []
+    if panels:
+        made += concurrency_plots(report, outdir, plt, panels, NullFormatter, ScalarFormatter)
+    if report.groups["h2"]:
+        made += h2_plot(report, outdir, plt)
+    if report.groups["idle"]:
+        made += idle_plot(report, outdir, plt)
+    if not made:
         return [], "no runs to plot"
+    return made, None
 
+
+def concurrency_plots(report, outdir, plt, panels, NullFormatter, ScalarFormatter):
     def series(group, frontend, value):
         """(concurrency, value) points; for a concurrency run twice (1,000/200 and
         5,000/200), the run with more requests."""
@@ -416,7 +534,6 @@ def draw_plots(report, outdir):
         pts = [(c, value(best[c])) for c in sorted(best)]
         return [(c, v) for c, v in pts if v is not None]
 
-    markers = {"cmsfront": "o", "nginx": "s", "haproxy": "^", "apache": "D"}
     made = []
     values = {"rps": lambda r: r.get("rps"), "failed": lambda r: r.get("failed"),
               "req_per_cpu_s": lambda r: r.get("req_per_cpu_s")}
@@ -424,28 +541,111 @@ def draw_plots(report, outdir):
         value = values[key]
         fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 4.2), squeeze=False)
         for ax, (group, panel_title) in zip(axes[0], panels):
+            xs_all = set()
             for fe in report.frontends:
                 pts = series(group, fe, value)
                 if not pts:
                     continue
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, marker=markers.get(fe, "x"), label=PRETTY.get(fe, fe))
+                xs_all.update(xs)
+                ax.plot(xs, ys, marker=MARKERS.get(fe, "x"), label=PRETTY.get(fe, fe))
             ax.set_title(panel_title, fontsize=10)
             ax.set_xlabel("concurrent clients")
             ax.set_ylabel(ylabel)
+            if xs_all and max(xs_all) >= 20 * min(xs_all):
+                # 100 ... 10,000 clients: a linear axis would squash the seed table into a
+                # corner. Ticks at the concurrencies run, written out.
+                ax.set_xscale("log")
+                ax.set_xticks(sorted(xs_all))
+                ax.xaxis.set_major_formatter(ScalarFormatter())
+                ax.xaxis.set_minor_formatter(NullFormatter())
+                ax.tick_params(axis="x", labelsize=7)
             ax.set_ylim(bottom=0)
             if ax.lines and max(max(line.get_ydata()) for line in ax.lines) <= 0:
                 ax.set_ylim(0, 1)  # all zero (no failures): a readable axis
             ax.grid(True, alpha=0.3)
             if ax.lines:
                 ax.legend(fontsize=8)
-        suffix = " (SCALE %s)" % report.scale if report.scale != 1 else ""
-        fig.suptitle(title + suffix, fontsize=11)
+        fig.suptitle(title + scale_suffix(report), fontsize=11)
         fig.tight_layout()
         fig.savefig(outdir / filename, dpi=100)
         plt.close(fig)
         made.append((filename, title))
-    return made, None
+    return made
+
+
+def scale_suffix(report):
+    return " (SCALE %s)" % report.scale if report.scale != 1 else ""
+
+
+def bars(ax, report, labels, rows_for, value, fmt):
+    """Grouped bars: one group per label, one bar per frontend; a frontend without a value
+    gets its outcome written where its bar would be."""
+    count = len(report.frontends)
+    width = 0.8 / max(count, 1)
+    top = 0
+    for fe in report.frontends:
+        for label in labels:
+            row = rows_for(label, fe)
+            v = value(row) if row and ran(row) else None
+            if v is not None:
+                top = max(top, v)
+    for j, fe in enumerate(report.frontends):
+        xs, ys = [], []
+        for i, label in enumerate(labels):
+            x = i - 0.4 + width * (j + 0.5)
+            row = rows_for(label, fe)
+            v = value(row) if row and ran(row) else None
+            if v is None:
+                if row:
+                    why = NOT_RUN.get(row.get("outcome"), row.get("outcome", ""))
+                    ax.text(x, top * 0.02 if top else 0.02, why, rotation=90, ha="center",
+                            va="bottom", fontsize=7, color="0.35")
+                continue
+            xs.append(x)
+            ys.append(v)
+            ax.text(x, v, fmt(v), ha="center", va="bottom", fontsize=6)
+        ax.bar(xs, ys, width=width * 0.95, label=PRETTY.get(fe, fe))
+    ax.set_xticks(range(len(labels)))
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylim(0, (top or 1) * 1.15)
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+
+
+def h2_plot(report, outdir, plt):
+    scenarios = report.groups["h2"]
+    labels = [scenario_label(report.first(sc), 1).replace(" streams", "")
+              for sc in scenarios]
+    by_label = dict(zip(labels, scenarios))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
+    for ax, (key, ylabel) in zip(axes[0], (("rps", "requests/s"),
+                                           ("req_per_cpu_s", "requests per frontend CPU-second"))):
+        bars(ax, report, labels, lambda label, fe: report.get(by_label[label], fe),
+             lambda r: r.get(key), lambda v: "{:,.0f}".format(v))
+        ax.set_xlabel("requests / connections (× streams per connection)")
+        ax.set_ylabel(ylabel)
+    fig.suptitle(H2_PLOT[1] + scale_suffix(report), fontsize=11)
+    fig.tight_layout()
+    fig.savefig(outdir / H2_PLOT[0], dpi=100)
+    plt.close(fig)
+    return [H2_PLOT]
+
+
+def idle_plot(report, outdir, plt):
+    scenarios = report.groups["idle"]
+    labels = ["%s connections" % fmt_int(report.first(sc).get("requests")) for sc in scenarios]
+    by_label = dict(zip(labels, scenarios))
+    fig, axes = plt.subplots(1, 1, figsize=(6.5, 4.2), squeeze=False)
+    ax = axes[0][0]
+    bars(ax, report, labels, lambda label, fe: report.get(by_label[label], fe),
+         lambda r: r.get("kib_per_idle_conn"), lambda v: "%.1f" % v)
+    ax.set_ylabel("KiB of resident memory per idle connection")
+    fig.suptitle(IDLE_PLOT[1], fontsize=11)
+    fig.tight_layout()
+    fig.savefig(outdir / IDLE_PLOT[0], dpi=100)
+    plt.close(fig)
+    return [IDLE_PLOT]
 
 
 def main():
@@ -453,6 +653,8 @@ def main():
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--output", type=Path, help="write the report here instead of "
                         "OUTDIR/report.md (plots are not redrawn)")
+    parser.add_argument("--plots-dir", type=Path, help="with --output: copy OUTDIR's plots "
+                        "into this directory (its old *.png removed first) and link them there")
     parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args()
     outdir = args.outdir.resolve()
@@ -474,18 +676,30 @@ def main():
     if args.no_plots:
         plots, plot_error = [], "turned off (--no-plots)"
     elif args.output:
-        plots = [(name, title) for name, title, _, _ in PLOTS if (outdir / name).exists()]
+        plots = [(name, title) for name, title in ALL_PLOTS if (outdir / name).exists()]
         plot_error = None if plots else "none were drawn in %s" % outdir
     else:
         plots, plot_error = draw_plots(report, outdir)
-    link_base = os.path.relpath(outdir, target.parent)
+    plots_home = outdir
+    if args.plots_dir and args.output and not args.no_plots:
+        # A stable place next to the copied report, which can be committed (run directories
+        # are not); a run replaces every plot there, so none is left from an older run.
+        plots_home = args.plots_dir.resolve()
+        plots_home.mkdir(parents=True, exist_ok=True)
+        for old in plots_home.glob("*.png"):
+            old.unlink()
+        for name, _ in plots:
+            shutil.copyfile(outdir / name, plots_home / name)
+    link_base = os.path.relpath(plots_home, target.parent)
     link_base = "" if link_base == "." else link_base.rstrip("/") + "/"
 
     report.header()
     report.handshake_group("off")
     report.handshake_group("on")
+    report.h2_group()
     report.cherrypy_group()
     report.proxy_group()
+    report.idle_group()
     report.problems()
     report.plots_section(plots, plot_error, link_base)
     report.files_section()

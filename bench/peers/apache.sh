@@ -4,6 +4,7 @@
 #
 #   apache_install                      Debian's apache2, if missing (the service is never started)
 #   apache_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS
+#                       [CONNECTIONS [H2]]
 #   apache_start DIR CPUSET             sets apache_pid (the parent) and apache_child_pid
 #   apache_cpu_ticks [PID]              utime+stime of the parent, its live children and its
 #                                       reaped children (cutime+cstime), in clock ticks
@@ -22,13 +23,17 @@
 # number of connections in a handshake or a request at the same time. Idle keep-alive
 # connections are parked by the event listener and do not hold a thread; the child accepts
 # up to ThreadsPerChild * (AsyncRequestWorkerFactor + 1) connections, and the factor is set
-# here so that this is >= 1,200 whatever WORKERS is (1,000 concurrent clients fit). Clients
-# beyond that wait in the listen backlog (ListenBacklog 4096). Give it WORKERS >= 64 for the
-# handshake runs: a thread blocks for the whole handshake.
+# here so that this is >= CONNECTIONS (default 1,200: 1,000 concurrent clients fit) whatever
+# WORKERS is. Clients beyond that wait in the listen backlog (ListenBacklog 4096). Give it
+# WORKERS >= 64 for the handshake runs: a thread blocks for the whole handshake.
+#
+# H2=1 loads mod_http2 (Debian's apache2-bin ships it) and sets `Protocols h2 http/1.1` on the
+# TLS virtual host: HTTP/2 towards clients, HTTP/1.1 to the backend. Without the module file
+# the line is left out (clients asking for h2 then get HTTP/1.1 or nothing in ALPN).
 #
 # Modules: Debian builds mod_unixd (User/Group), mod_so, mod_log_config in; the config loads
-# mpm_event, authz_core, setenvif, headers, socache_shmcb, ssl, proxy, proxy_http from
-# $apache_modules.
+# mpm_event, authz_core, setenvif, headers, socache_shmcb, ssl, proxy, proxy_http (and http2
+# with H2=1) from $apache_modules.
 #
 # Checked (3,000 requests, 1,000 concurrent clients, a handshake each, WORKERS=64, one core):
 # all 200, the error log says "server reached MaxRequestWorkers" (the rest queue in the
@@ -48,9 +53,12 @@ apache_version() {
 }
 
 # apache_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS
+#                     [CONNECTIONS [H2]]
 apache_write_config() {
   local dir=$1 port=$2 backend_port=$3 ca=$4 crl=$5 cert=$6 key=$7 workers=${8:-64}
-  local factor=$(((1200 + workers - 1) / workers))
+  local connections=${9:-1200} h2=${10:-0}
+  ((connections < 1200)) && connections=1200
+  local factor=$(((connections + workers - 1) / workers))
   ((factor < 2)) && factor=2
   local user=www-data group=www-data
   id -u "$user" >/dev/null 2>&1 || { user=nobody; group=nogroup; }
@@ -58,7 +66,11 @@ apache_write_config() {
   # The child runs as $user: it must be able to reach DIR (mktemp dirs are 0700). Keys and
   # CRLs are read by the root parent before the fork, so only DIR itself needs opening.
   chmod 755 "$dir"
-  local m=$apache_modules
+  local m=$apache_modules h2_module="" h2_protocols=""
+  if [[ "$h2" == 1 && -f "$m/mod_http2.so" ]]; then
+    h2_module="LoadModule http2_module $m/mod_http2.so"
+    h2_protocols="Protocols h2 http/1.1"
+  fi
   cat >"$dir/httpd.conf" <<EOF
 # Written by bench/peers/apache.sh: a self-contained Apache 2.4 TLS reverse proxy.
 ServerRoot "$dir"
@@ -79,6 +91,7 @@ LoadModule socache_shmcb_module $m/mod_socache_shmcb.so
 LoadModule ssl_module $m/mod_ssl.so
 LoadModule proxy_module $m/mod_proxy.so
 LoadModule proxy_http_module $m/mod_proxy_http.so
+$h2_module
 
 # One child process with $workers threads (see bench/peers/apache.sh).
 StartServers 1
@@ -112,6 +125,7 @@ SSLPassPhraseDialog builtin
 <VirtualHost 127.0.0.1:$port>
   ServerName 127.0.0.1
   SSLEngine on
+  $h2_protocols
   SSLProtocol -all +TLSv1.2 +TLSv1.3
   SSLHonorCipherOrder off
   SSLCertificateFile "$cert"

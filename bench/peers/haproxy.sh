@@ -3,7 +3,7 @@
 # bench/lib.sh (it uses `pids`); defines functions only.
 #
 #   haproxy_install                     Debian's haproxy, if missing (the service is never started)
-#   haproxy_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS
+#   haproxy_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS [H2]
 #   haproxy_start DIR CPUSET            sets haproxy_pid (one process, all threads)
 #   haproxy_cpu_ticks [PID]             = cpu_ticks of that process (threads included)
 #   haproxy_version                     one line
@@ -13,7 +13,9 @@
 # the chain must have a CRL from its issuer), a failed verification aborts the handshake (no
 # ca-ignore-err/crt-ignore-err), 403 without a verified certificate, the client DN in
 # SSL_CLIENT_S_DN, keep-alive to the backend (http-reuse always), no log, one process with
-# WORKERS threads, maxconn 20000 (less where the open-files hard limit is below ~40,500).
+# WORKERS threads, maxconn 20000 (less where the open-files hard limit is below ~40,500; see
+# below). H2=1 adds `alpn h2,http/1.1` to the TLS bind line: HTTP/2 towards clients (the
+# backend side stays HTTP/1.1).
 # Not configurable in HAProxy 2.6: the verify depth (OpenSSL's default of 100 applies, not 10).
 #
 # Backend keep-alive: `http-reuse always` (HAPROXY_HTTP_REUSE to change). The default "safe"
@@ -36,23 +38,32 @@ haproxy_version() {
   "$haproxy_bin" -v 2>/dev/null | awk 'NR == 1 {print $1, $3}'
 }
 
-# haproxy_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS
+# haproxy_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS [H2]
 haproxy_write_config() {
-  local dir=$1 port=$2 backend_port=$3 ca=$4 crl=$5 cert=$6 key=$7 workers=${8:-1}
-  local dn
+  local dir=$1 port=$2 backend_port=$3 ca=$4 crl=$5 cert=$6 key=$7 workers=${8:-1} h2=${9:-0}
+  local dn alpn=""
+  [[ "$h2" == 1 ]] && alpn=" alpn h2,http/1.1"
   case ${HAPROXY_DN_FORMAT:-q} in
     plain) dn='%[ssl_c_s_dn]' ;;
     rfc2253) dn='%[ssl_c_s_dn(,0,rfc2253)]' ;;
     *) dn='%{+Q}[ssl_c_s_dn]' ;;
   esac
-  # maxconn 20000 needs ~40,200 file descriptors (two per proxied connection); HAProxy raises
-  # its soft limit itself but cannot pass the hard one (20,000 in some containers), and then
-  # refuses to start. Scale maxconn down to what the hard limit allows, and say so.
-  local maxconn=${HAPROXY_MAXCONN:-20000} hard
+  # maxconn 20000 needs ~40,200 file descriptors by HAProxy's count (two per connection, as
+  # if every client had its own server connection); HAProxy raises its soft limit itself but
+  # cannot pass the hard one (20,000 in some containers), and then refuses to start
+  # (strict-limits). Here a client connection needs one descriptor and the server side at most
+  # `server maxconn` (1,000) more, so where the hard limit is too low: maxconn = the hard limit
+  # - 1,500 and `no strict-limits` (HAProxy starts, with a warning that it cannot reach its own
+  # estimate). Halving maxconn instead would cap a 10,000-client run at 9,750 connections.
+  local maxconn=${HAPROXY_MAXCONN:-20000} hard limits=""
   hard=$(ulimit -Hn)
   if [[ "$hard" != unlimited ]] && ((2 * maxconn + 500 > hard)); then
-    maxconn=$(((hard - 500) / 2))
-    echo "haproxy_write_config: open-files hard limit $hard: maxconn lowered to $maxconn" >&2
+    local fit=$((hard - 1500))
+    ((fit < (hard - 500) / 2)) && fit=$(((hard - 500) / 2))  # a small limit: the old halving
+    ((maxconn > fit)) && maxconn=$fit
+    limits="
+  no strict-limits"
+    echo "haproxy_write_config: open-files hard limit $hard: maxconn $maxconn, no strict-limits" >&2
   fi
   mkdir -p "$dir"
   # HAProxy wants the certificate and its key in one PEM (or the key in CERT.key).
@@ -62,7 +73,7 @@ haproxy_write_config() {
 # Written by bench/peers/haproxy.sh: a self-contained HAProxy TLS reverse proxy.
 global
   nbthread $workers
-  maxconn $maxconn
+  maxconn $maxconn$limits
   pidfile $dir/haproxy.pid
   ssl-default-bind-options ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
   tune.ssl.default-dh-param 2048
@@ -78,7 +89,7 @@ defaults
   timeout http-keep-alive 60s
 
 frontend fe
-  bind 127.0.0.1:$port ssl crt $dir/server.pem ca-file $ca crl-file $crl verify optional ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3
+  bind 127.0.0.1:$port ssl crt $dir/server.pem ca-file $ca crl-file $crl verify optional ssl-min-ver TLSv1.2 ssl-max-ver TLSv1.3$alpn
   maxconn $maxconn
   http-request deny deny_status 403 if !{ ssl_c_used } || !{ ssl_c_verify 0 }
   http-request set-header SSL_CLIENT_S_DN $dn
