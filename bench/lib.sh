@@ -66,6 +66,120 @@ rss_now_kib() {
   echo "$total"
 }
 
+# --- a frontend as a process tree ----------------------------------------------------------------
+# A frontend is one process (cmsfront, HAProxy: threads; nginx with master_process off) or a
+# parent with forked children (nginx's master and its worker_processes, Apache's parent and its
+# children). The functions below read all of it from the main pid, with one rule for every
+# frontend, so that one process and a master with workers are counted alike.
+
+# proc_children PID: the pids of PID's direct children, one a line (none: nothing). From
+# /proc/PID/task/*/children (children forked by any thread) where the kernel has it
+# (CONFIG_PROC_CHILDREN; gVisor and some containers do not), else from ps.
+proc_children() {
+  local files=("/proc/$1/task/"*/children)
+  if [[ -e "${files[0]}" ]]; then
+    cat "${files[@]}" 2>/dev/null | tr ' ' '\n' | sed '/^$/d' || true
+  else
+    ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true  # ps exits 1 when there are none
+  fi
+}
+
+# proc_tree PID: PID and all its descendants, one a line, parents before their children;
+# nothing when PID is gone. A process that exits between two reads is simply left out.
+proc_tree() {
+  local queue=("$1") pid
+  while ((${#queue[@]})); do
+    pid=${queue[0]}
+    queue=("${queue[@]:1}")
+    [[ -r "/proc/$pid/stat" ]] || continue
+    echo "$pid"
+    # shellcheck disable=SC2207  # one pid a word
+    queue+=($(proc_children "$pid"))
+  done
+}
+
+# tree_cpu_ticks PID: the CPU time of PID's whole process tree in clock ticks: for every live
+# process, utime + stime (all its threads) + cutime + cstime (children it has already reaped,
+# so that a worker that exits during a run still counts). Returns 1 (prints nothing) when PID
+# itself is gone. For a single process that never forked this is exactly cpu_ticks PID;
+# for Apache's parent and one child it is what apache_cpu_ticks used to add up.
+tree_cpu_ticks() {
+  local pid total=0 stat fields
+  [[ -r "/proc/$1/stat" ]] || return 1
+  for pid in $(proc_tree "$1"); do
+    stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+    stat=${stat##*) }
+    read -r -a fields <<<"$stat"
+    total=$((total + fields[11] + fields[12] + fields[13] + fields[14]))
+  done
+  echo "$total"
+}
+
+# serving_pids PID: the processes of PID's tree that serve connections, one a line: PID
+# itself when it has no children, else its descendants (a master or parent that forked
+# workers only supervises them: nginx's master, Apache's root parent). Memory is read from
+# these, as it always was for Apache's child.
+serving_pids() {
+  local tree=()
+  mapfile -t tree < <(proc_tree "$1")
+  if ((${#tree[@]} > 1)); then
+    printf '%s\n' "${tree[@]:1}"
+  elif ((${#tree[@]} == 1)); then
+    echo "${tree[0]}"
+  fi
+}
+
+# tree_rss_now_kib PID: VmRSS of PID's serving processes, summed, in KiB (pages that forked
+# workers share are counted once per process: what moves in a difference of two readings is
+# the per-connection memory, which is not shared).
+tree_rss_now_kib() {
+  # shellcheck disable=SC2046  # one pid a word
+  rss_now_kib $(serving_pids "$1")
+}
+
+# tree_rss_peak_kib PID: the peaks (VmHWM) of PID's serving processes, summed, in KiB; empty
+# when there are none. One serving process: its own peak, as rss_peak_kib.
+tree_rss_peak_kib() {
+  local pid total="" v
+  for pid in $(serving_pids "$1"); do
+    v=$(rss_peak_kib "$pid" 2>/dev/null) || v=""
+    [[ -n "$v" ]] && total=$((${total:-0} + v))
+  done
+  echo "$total"
+}
+
+# stop_tree_leftovers PID...: SIGKILL for the given pids that are still alive (the workers a
+# master had, read before the master was stopped: a master killed with SIGKILL leaves them
+# running, holding the port). Only pids this script's own frontends forked are passed here.
+stop_tree_leftovers() {
+  local pid
+  for pid in "$@"; do
+    if kill -0 "$pid" 2>/dev/null; then
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  done
+}
+
+# cpu_list_expand LIST: the CPUs of a taskset list (N, N-M, N-M:STRIDE, comma separated), one
+# a line in ascending order without repeats; returns 1 for a list it cannot read.
+cpu_list_expand() {
+  local part lo hi step cpu parts=() cpus=()
+  [[ -n "$1" ]] || return 1
+  IFS=, read -r -a parts <<<"$1"
+  for part in "${parts[@]}"; do
+    if [[ "$part" =~ ^([0-9]+)$ ]]; then
+      cpus+=("$((10#${BASH_REMATCH[1]}))")
+    elif [[ "$part" =~ ^([0-9]+)-([0-9]+)(:([1-9][0-9]*))?$ ]]; then
+      lo=$((10#${BASH_REMATCH[1]})) hi=$((10#${BASH_REMATCH[2]})) step=$((10#${BASH_REMATCH[4]:-1}))
+      ((lo <= hi)) || return 1
+      for ((cpu = lo; cpu <= hi; cpu += step)); do cpus+=("$cpu"); done
+    else
+      return 1
+    fi
+  done
+  printf '%s\n' "${cpus[@]}" | sort -n -u
+}
+
 # listen_overflows: the kernel's count of connections dropped because a listener's accept
 # queue was full (TcpExt ListenOverflows, machine-wide; empty if unreadable). A burst of
 # clients that a frontend does not accept fast enough shows here: their SYNs (or the final
@@ -125,16 +239,19 @@ install_service_package() {
   fi
 }
 
-# nginx_prelude DIR [WORKER_CONNECTIONS [RLIMIT_NOFILE]]: the top of an nginx.conf for a
-# benchmark: one process that is itself the worker (so its /proc counters are the ones that
-# matter), temp paths under DIR (which must exist: the caller creates it), no access log.
-# worker_connections (default 4096) counts client and upstream connections together;
-# RLIMIT_NOFILE, when given, becomes worker_rlimit_nofile.
+# nginx_prelude DIR [WORKER_CONNECTIONS [RLIMIT_NOFILE [WORKERS]]]: the top of an nginx.conf
+# for a benchmark: one process that is itself the worker (so its /proc counters are the ones
+# that matter), temp paths under DIR (which must exist: the caller creates it), no access log.
+# worker_connections (default 4096, per worker) counts client and upstream connections
+# together; RLIMIT_NOFILE, when given, becomes worker_rlimit_nofile. WORKERS > 1 (default 1):
+# worker_processes WORKERS, which needs master_process on: the master forks the workers, so
+# read CPU time and memory over the master's process tree (tree_cpu_ticks, serving_pids).
 nginx_prelude() {
-  local dir=$1 conns=${2:-4096} nofile=${3:-}
+  local dir=$1 conns=${2:-4096} nofile=${3:-} workers=${4:-1} master=off
+  ((workers > 1)) && master=on
   cat <<EOF
-worker_processes 1;
-master_process off;
+worker_processes $workers;
+master_process $master;
 ${nofile:+worker_rlimit_nofile $nofile;}
 pid $dir/nginx.pid;
 error_log $dir/error.log warn;

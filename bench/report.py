@@ -173,10 +173,25 @@ class Report:
                    "its connections); numbers are noisier than a full run's." % (
                        self.scale, self.scale))
         self.w()
+        self.cpu_warnings()
         ts = m.get("trust_store", {})
-        self.w("- every frontend pinned to CPU %s with one worker; the load generator "
-               "(`build/cmsfront-load`, one thread) and the backends share CPU %s" % (
-                   m.get("frontend_cpu", "?"), m.get("client_cpu", "?")))
+        workers = self.workers()
+        threads = m.get("load_threads", 1)
+        if workers == 1:
+            self.w("- every frontend pinned to CPU %s with one worker; the load generator "
+                   "(`build/cmsfront-load`, %s) and the backends share CPU %s" % (
+                       m.get("frontend_cpu", "?"),
+                       "one thread" if threads == 1 else "%s threads" % threads,
+                       m.get("client_cpu", "?")))
+        else:
+            self.w("- **all cores**: every frontend pinned to CPUs %s with %d workers (cmsfront "
+                   "`workers`, nginx `worker_processes` with its master, HAProxy `nbthread`, "
+                   "Apache %d children of %s threads); the load generator "
+                   "(`build/cmsfront-load -t %s`) and the backends share CPUs %s; CPU-s is "
+                   "summed over each frontend's processes and threads" % (
+                       m.get("frontend_cpu", "?"), workers, workers,
+                       m.get("apache_threads_per_child", "?"), threads,
+                       m.get("client_cpu", "?")))
         self.w("- client certificate on every connection: ECDSA P-256 user "
                "(`creds/user_ecdsa.pem`), the proxy row `creds/proxy_rfc.pem`; trust store: "
                "%s CA files (%s+ the grid test CAs), CRLs enforced, the client CA's CRL has "
@@ -189,9 +204,13 @@ class Report:
                    cp.get("threads", 10), cp.get("path", "?")))
         self.w("- requests/s = successful (2xx) requests ÷ elapsed; **failed** = requests sent "
                "− 2xx answers (other statuses, connection and handshake errors, timeouts); "
-               "CPU-s = the frontend's own user+system time from /proc over the run; "
-               "req per CPU-s = 2xx ÷ CPU-s; RSS = peak resident set (VmHWM) of the serving "
-               "process since it started")
+               "CPU-s = the frontend's own user+system time from /proc over the run (all "
+               "its threads and processes: a master and its workers, Apache's parent and "
+               "children); req per CPU-s = 2xx ÷ CPU-s; RSS = peak resident set (VmHWM) of the "
+               "serving process since it started%s" % (
+                   "" if self.workers() == 1 else
+                   ", summed over the serving processes (the workers; pages they share are "
+                   "counted once in each)"))
         timeout = m.get("request_timeout_s")
         if timeout is not None:
             self.w("- per-request timeout (connect and handshake included): %s s, or C ÷ 150 s "
@@ -204,8 +223,8 @@ class Report:
                    "ALPN does not select h2 fails every attempt with the ALPN error, and the "
                    "row says *unsupported* rather than counting failures")
         self.w()
-        self.w("| frontend | version | settings |")
-        self.w("|---|---|---|")
+        self.w("| frontend | version | workers | CPUs | settings |")
+        self.w("|---|---|---:|---|---|")
         fes = m.get("frontends", {})
         for fe in self.frontends:
             info = fes.get(fe, {})
@@ -214,8 +233,50 @@ class Report:
             settings = info.get("settings", "")
             if info.get("unavailable"):
                 settings = "**%s** — %s" % (info["unavailable"], settings)
-            self.w("| %s | %s | %s |" % (PRETTY.get(fe, fe), version or "?", settings))
+            fe_workers = next((r.get("workers") for r in self.rows
+                               if r["frontend"] == fe and r.get("workers")), workers)
+            self.w("| %s | %s | %s | %s | %s |" % (PRETTY.get(fe, fe), version or "?", fe_workers,
+                                                   m.get("frontend_cpu", "?"), settings))
         self.w()
+        self.w("Load generator and backends: CPUs %s (`cmsfront-load`, %s)." % (
+            m.get("client_cpu", "?"), "one thread" if threads == 1 else "%s threads" % threads))
+        self.w()
+
+    def workers(self):
+        """The workers each frontend had: meta's, else the rows' (older runs: 1)."""
+        if "workers" in self.meta:
+            return int(self.meta["workers"])
+        return max([int(r.get("workers") or 1) for r in self.rows] or [1])
+
+    def cpu_warnings(self):
+        """The all-cores mode needs the frontend's CPUs to itself and as many as its workers;
+        say so where a run did not have that, before any number is read."""
+        m = self.meta
+        workers = self.workers()
+        if workers == 1:
+            return
+        fcpus, ccpus = m.get("frontend_cpus") or [], m.get("client_cpus") or []
+        overlap = m.get("cpu_overlap")
+        if overlap is None:
+            overlap = bool(set(fcpus) & set(ccpus))
+        if overlap:
+            shared = sorted(set(fcpus) & set(ccpus))
+            self.w("> **Warning: the frontend's CPUs (%s) and the load generator's (%s) overlap** "
+                   "(shared: %s). With %d workers per frontend the load generator and the "
+                   "backends took CPU time on the frontend's cores, so these numbers are not "
+                   "per-core comparable: neither with a one-worker run nor between frontends "
+                   "that use their cores differently. Measure the all-cores mode with disjoint "
+                   "sets, e.g. `FRONTEND_CPU=0-7 CLIENT_CPU=8-15 WORKERS=8 bench/run.sh` on 16 "
+                   "cores." % (m.get("frontend_cpu", "?"), m.get("client_cpu", "?"),
+                               ",".join(str(c) for c in shared) or "?", workers))
+            self.w()
+        if fcpus and len(fcpus) != workers:
+            self.w("> **Note: %d workers on %d frontend CPU%s (%s)**: the all-cores figure is "
+                   "one worker per core; %s." % (
+                       workers, len(fcpus), "" if len(fcpus) == 1 else "s",
+                       m.get("frontend_cpu", "?"),
+                       "workers share cores" if workers > len(fcpus) else "some cores are idle"))
+            self.w()
 
     def metric_table(self, group, title, value, fmt, ratios, higher_better=True):
         scenarios = self.groups[group]

@@ -12,8 +12,9 @@
 # bench/handshake_nginx.sh does), then, for every frontend and every backend kind the
 # scenarios use: starts the backend (the native cmsfront-test-backend, one thread, or the
 # CherryPy app of the integration tests with 10 threads) and the frontend pinned to
-# FRONTEND_CPU with one worker, sends a warm-up, and runs that kind's scenarios one after the
-# other with build/cmsfront-load pinned to CLIENT_CPU, reading the frontend's CPU time from
+# FRONTEND_CPU with WORKERS workers (1: the per-core numbers), sends a warm-up, and runs that
+# kind's scenarios one after the other with build/cmsfront-load pinned to CLIENT_CPU, reading
+# the frontend's CPU time (its whole process tree: a master and its workers count alike) from
 # /proc before and after each run. Before its scenarios each frontend also gets, in a fresh
 # instance of its own, the idle-connection memory measurement (IDLE_CONNECTIONS below). One
 # JSON object per run goes to OUT/results.jsonl and one row to OUT/results.csv;
@@ -62,7 +63,24 @@
 #                        bench/RESULTS.md (RESULTS_COPY=FILE to name another copy, or none
 #                        when OUT is given) and the plots to bench/results/plots/ (PLOTS_COPY=DIR
 #                        for another place; none when OUT is given), which RESULTS.md links to
-#   FRONTEND_CPU [0], CLIENT_CPU [1]   taskset CPU lists (the backends share CLIENT_CPU)
+#   FRONTEND_CPU [0], CLIENT_CPU [1]   taskset CPU lists (N, N-M, N-M:STRIDE, comma separated;
+#                        the backends share CLIENT_CPU)
+#   WORKERS [1]          workers (threads or processes) each frontend gets, all pinned to
+#                        FRONTEND_CPU: 1 gives the per-core numbers (one worker, one core);
+#                        for the all-cores numbers give FRONTEND_CPU as many CPUs as WORKERS and
+#                        CLIENT_CPU other ones, e.g. on 16 cores
+#                          FRONTEND_CPU=0-7 CLIENT_CPU=8-15 WORKERS=8 bench/run.sh
+#                        cmsfront: workers = N (threads of one process); nginx: worker_processes
+#                        N with master_process on (1: master_process off, as before); HAProxy:
+#                        nbthread N; Apache: N children (ServerLimit N) of APACHE_WORKERS threads
+#                        each, its one-core setup once per core. CPU time is summed over each
+#                        frontend's process tree, memory over its serving processes (the
+#                        workers; a master that forked them only supervises). With WORKERS > 1
+#                        and CPU lists that overlap, the report warns: the load generator then
+#                        takes CPU from the frontend's cores, and its numbers are not per-core
+#                        comparable (a 2-core machine cannot measure the all-cores mode)
+#   LOAD_THREADS [auto]  cmsfront-load -t: 1 with WORKERS=1 (as before), else one thread per CPU
+#                        of CLIENT_CPU, so that the load generator can use the cores it is given
 #   REVOKED [20000]      entries in the client CA's CRL
 #   FIXTURES [/var/tmp/cmsfront-bench/grid-r$REVOKED]  fixture directory, reused while fresh
 #   IGTF [1]             add /etc/grid-security/certificates to the trust store
@@ -76,7 +94,8 @@
 #                        and measure its handshake rate again, not whether it holds the clients
 #   MAX_SECONDS [1140]   once the suite has run this long, the remaining runs are recorded as
 #                        skipped (time budget) instead of being run
-#   APACHE_WORKERS [64]  threads of Apache's one child process (a thread per handshake)
+#   APACHE_WORKERS [64]  threads of each Apache child process (a thread per handshake; one
+#                        child per worker of WORKERS)
 #   CHERRYPY_THREADS [10], CHERRYPY_PATH [/work?ms=10], NATIVE_PATH [/]
 #   INSTALL [1]          0: install nothing (missing peers are recorded as not installed)
 #   BUILD [auto]         auto: build when a binary is missing, else bring build/ up to date
@@ -89,7 +108,7 @@
 # worker_rlimit_nofile from it, HAProxy a maxconn that fits (bench/peers/haproxy.sh).
 # Exit status: 0 when the suite ran (failed requests are results, not errors), 1 when it could
 # not start (missing binaries, fixtures, trust store), 2 for a bad SCENARIOS/FRONTENDS/SCALE/
-# IDLE_CONNECTIONS.
+# IDLE_CONNECTIONS/WORKERS/LOAD_THREADS/FRONTEND_CPU/CLIENT_CPU.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -126,6 +145,8 @@ if [[ -z "${CLIENT_CPU:-}" ]] && (($(nproc) < 2)); then
 else
   client_cpu=${CLIENT_CPU:-1}
 fi
+workers=${WORKERS:-1}
+load_threads=${LOAD_THREADS:-}
 revoked=${REVOKED:-20000}
 fixtures=${FIXTURES:-/var/tmp/cmsfront-bench/grid-r$revoked}
 use_igtf=${IGTF:-1}
@@ -153,7 +174,37 @@ clk_tck=$(getconf CLK_TCK)
 
 die_usage() { echo "run.sh: $*" >&2; exit 2; }
 
+# shellcheck source=bench/lib.sh
+source "$repo/bench/lib.sh"
+
 # --- arguments ----------------------------------------------------------------------------------
+[[ "$workers" =~ ^[1-9][0-9]*$ ]] || die_usage "WORKERS must be a positive integer, not '$workers'"
+workers=$((10#$workers))
+frontend_cpus=() client_cpus=()
+mapfile -t frontend_cpus < <(cpu_list_expand "$frontend_cpu" || true)
+mapfile -t client_cpus < <(cpu_list_expand "$client_cpu" || true)
+((${#frontend_cpus[@]})) || die_usage "FRONTEND_CPU must be a taskset CPU list (0, 0-7, 0,2,4), not '$frontend_cpu'"
+((${#client_cpus[@]})) || die_usage "CLIENT_CPU must be a taskset CPU list (1, 8-15, 1,3,5), not '$client_cpu'"
+# The load generator's threads: as before (one) for the per-core runs; with WORKERS > 1 one per
+# client CPU, or a single-threaded client would cap what N frontend cores can show.
+if [[ -z "$load_threads" ]]; then
+  load_threads=1
+  ((workers > 1)) && load_threads=${#client_cpus[@]}
+fi
+if [[ ! "$load_threads" =~ ^[1-9][0-9]{0,3}$ ]] || ((10#$load_threads > 1024)); then
+  die_usage "LOAD_THREADS must be an integer from 1 to 1024, not '$load_threads'"
+fi
+load_threads=$((10#$load_threads))
+# Frontend and client CPU sets that share a CPU: with one worker that is the 1-CPU fallback
+# above; with WORKERS > 1 the report warns that its numbers are not per-core comparable.
+cpu_overlap=0
+for cpu in "${client_cpus[@]}"; do
+  [[ " ${frontend_cpus[*]} " == *" $cpu "* ]] && cpu_overlap=1
+done
+# cmsfront-load's -t, only when it is not its default of 1: a WORKERS=1 run runs the very
+# command line it always did.
+load_thread_args=()
+((load_threads > 1)) && load_thread_args=(-t "$load_threads")
 [[ "$scale" =~ ^[1-9][0-9]*$ ]] || die_usage "SCALE must be a positive integer, not '$scale'"
 [[ "$idle_connections" =~ ^[0-9]+$ ]] ||
   die_usage "IDLE_CONNECTIONS must be a number (0: no idle measurement), not '$idle_connections'"
@@ -227,8 +278,6 @@ suite_start=$SECONDS
 say() { echo "run.sh [$(date -u +%H:%M:%S)]: $*" >&2; }
 
 # --- dependencies and build ----------------------------------------------------------------------
-# shellcheck source=bench/lib.sh
-source "$repo/bench/lib.sh"
 # shellcheck source=bench/peers/apache.sh
 source "$repo/bench/peers/apache.sh"
 # shellcheck source=bench/peers/haproxy.sh
@@ -426,7 +475,7 @@ fe_pid="" fe_port="" fe_dir=""
 write_cmsfront_config() {  # FILE PORT BACKEND_PORT BACKEND_CONNECTIONS
   cat >"$1" <<EOF
 [server]
-workers = 1
+workers = $workers
 max_connections = 20000
 shutdown_timeout = "1s"
 
@@ -467,7 +516,7 @@ write_nginx_config() {  # DIR PORT BACKEND_PORT KEEPALIVE
   local dir=$1
   mkdir -p "$dir/temp"
   {
-    nginx_prelude "$dir" "$nginx_connections" "$nofile"
+    nginx_prelude "$dir" "$nginx_connections" "$nofile" "$workers"
     cat <<EOF
   upstream b {
     server 127.0.0.1:$3;
@@ -552,7 +601,7 @@ fe_start() {
       ;;
     haproxy)
       haproxy_write_config "$fe_dir" "$fe_port" "$backend_port" "$ca_bundle" "$crl_bundle" \
-        "$server_cert" "$server_key" 1 1 2>>"$fe_dir/driver.log"
+        "$server_cert" "$server_key" "$workers" 1 2>>"$fe_dir/driver.log"
       if [[ "$kind" == cherrypy ]]; then
         # Like cmsfront's max_connections: at most $conns backend connections, the rest queue.
         sed -i -e "s/^\(  server b 127\.0\.0\.1:[0-9]* maxconn\) [0-9]*/\1 $conns/" \
@@ -563,10 +612,12 @@ fe_start() {
       ;;
     apache)
       apache_write_config "$fe_dir" "$fe_port" "$backend_port" "$ca_bundle" "$crl_bundle" \
-        "$server_cert" "$server_key" "$apache_workers" "$((max_clients + 100))" 1
+        "$server_cert" "$server_key" "$apache_workers" "$((max_clients + 100))" 1 "$workers"
       if [[ "$kind" == cherrypy ]]; then
-        # mod_proxy's pool: at most $conns backend connections per child, the rest wait.
-        sed -i "s|^\(  ProxyPass / http://127\.0\.0\.1:[0-9]*/ retry=0 ttl=120\)$|\1 max=$conns|" \
+        # mod_proxy's pool: at most $conns backend connections per child, the rest wait. The
+        # pool is per child, so with WORKERS children each gets its share (rounded up): about
+        # $conns in all, as cmsfront's and HAProxy's process-wide caps.
+        sed -i "s|^\(  ProxyPass / http://127\.0\.0\.1:[0-9]*/ retry=0 ttl=120\)$|\1 max=$(((conns + workers - 1) / workers))|" \
           "$fe_dir/httpd.conf"
       fi
       apache_start "$fe_dir" "$frontend_cpu" || { fe_pid=${apache_pid:-}; fe_stop_quiet; return 1; }
@@ -577,7 +628,12 @@ fe_start() {
 }
 
 fe_stop_quiet() {
+  local tree=()
+  # Its workers first (nginx's with WORKERS > 1, Apache's children): a master that does not
+  # stop within stop_pid's 10 s gets SIGKILL, which would leave them running.
+  [[ -n "$fe_pid" ]] && mapfile -t tree < <(proc_tree "$fe_pid")
   stop_pid "$fe_pid"
+  ((${#tree[@]} > 1)) && stop_tree_leftovers "${tree[@]:1}"
   fe_pid=""
 }
 
@@ -590,38 +646,24 @@ fe_stop() {
     -o -name '*.cfg' -o -name '*.toml' \) -exec cp {} "$keep"/ \; 2>/dev/null || true
 }
 
+# The frontend's CPU time and memory, by one rule for all of them (bench/lib.sh): CPU over the
+# main pid's whole process tree (threads, workers, reaped children), memory over its serving
+# processes (the main process when it forked nothing, else its workers: nginx's master and
+# Apache's parent only supervise). With WORKERS=1 that is one process for cmsfront, nginx
+# (master_process off) and HAProxy, and Apache's parent + its one child, as before.
 fe_ticks() {  # NAME: the frontend's CPU ticks (all its processes and threads), empty if gone
   fe_alive || return 0
-  case $1 in
-    apache) apache_cpu_ticks "$fe_pid" 2>/dev/null || true ;;
-    *) cpu_ticks "$fe_pid" 2>/dev/null || true ;;
-  esac
+  tree_cpu_ticks "$fe_pid" 2>/dev/null || true
 }
 
-fe_rss_kib() {  # NAME: peak RSS (VmHWM) of the serving process, empty if gone
+fe_rss_kib() {  # NAME: peak RSS (VmHWM) of its serving processes, summed, empty if gone
   fe_alive || return 0
-  local pid=$fe_pid best=0 child v
-  if [[ "$1" == apache ]]; then
-    # The parent does not serve: the biggest child's peak.
-    for child in $(ps -o pid= --ppid "$fe_pid" 2>/dev/null); do
-      v=$(rss_peak_kib "$child" 2>/dev/null || true)
-      [[ -n "$v" ]] && ((v > best)) && best=$v
-    done
-    echo "$best"
-    return 0
-  fi
-  rss_peak_kib "$pid" 2>/dev/null || true
+  tree_rss_peak_kib "$fe_pid" 2>/dev/null || true
 }
 
 fe_rss_now_kib() {  # NAME: resident memory (VmRSS) of its serving processes, summed, in KiB
   fe_alive || return 0
-  if [[ "$1" == apache ]]; then
-    # The parent does not serve; its children (one, ServerLimit 1) do.
-    # shellcheck disable=SC2046  # one pid a word
-    rss_now_kib $(ps -o pid= --ppid "$fe_pid" 2>/dev/null)
-    return 0
-  fi
-  rss_now_kib "$fe_pid"
+  tree_rss_now_kib "$fe_pid"
 }
 
 fe_version() {
@@ -636,16 +678,25 @@ fe_version() {
 fe_settings() {
   local apache_h2="Protocols h2 http/1.1 (mod_http2)"
   [[ -f "$apache_modules/mod_http2.so" ]] || apache_h2="no mod_http2 in $apache_modules: HTTP/1.1 only"
+  # The worker settings, said as each frontend spells them (WORKERS=1: the text of before).
+  local nginx_workers="worker_processes 1, master_process off"
+  local apache_children="one child with $apache_workers threads (ServerLimit 1)"
+  local apache_pool="max=$cherrypy_threads"
+  if ((workers > 1)); then
+    nginx_workers="worker_processes $workers, master_process on"
+    apache_children="$workers children with $apache_workers threads each (ServerLimit $workers, MaxRequestWorkers $((workers * apache_workers)))"
+    apache_pool="max=$(((cherrypy_threads + workers - 1) / workers)) per child"
+  fi
   case $1 in
-    cmsfront) echo "workers = 1, max_connections = 20000; client_certificates = request, ca_dir, crl = require, verification cache on (default 20000); route auth = cert with the CMS identity (a 5,000-user map, signed cms-auth headers); handshake_timeout 60s (nginx's default); backend max_connections 64 (native) / $cherrypy_threads (CherryPy), max_queue $cmsfront_queue; ALPN http/1.1 only (no HTTP/2 yet)" ;;
-    nginx) echo "worker_processes 1, master_process off, worker_connections $nginx_connections, worker_rlimit_nofile $nofile; listen ssl http2 backlog=4096; ssl_verify_client optional + 403 unless SUCCESS; ssl_client_certificate (CA bundle), ssl_crl (all CRLs); upstream keepalive 64 (native) / $cherrypy_threads (CherryPy; nginx has no cap-and-queue, so no max_conns)" ;;
-    haproxy) echo "nbthread 1, maxconn 20000 or what $nofile open files allow; bind alpn h2,http/1.1; verify optional, ca-file + crl-file, 403 unless verified; http-reuse always; server maxconn 1000 (native) / $cherrypy_threads with timeout queue 30s (CherryPy)" ;;
-    apache) echo "event MPM, one child with $apache_workers threads (ServerLimit 1), AsyncRequestWorkerFactor for $((max_clients + 100)) connections; $apache_h2; SSLVerifyClient optional, SSLCARevocationCheck chain, Require SSL_CLIENT_VERIFY == SUCCESS; ProxyPass pool (max=$cherrypy_threads for CherryPy)" ;;
+    cmsfront) echo "workers = $workers, max_connections = 20000; client_certificates = request, ca_dir, crl = require, verification cache on (default 20000); route auth = cert with the CMS identity (a 5,000-user map, signed cms-auth headers); handshake_timeout 60s (nginx's default); backend max_connections 64 (native) / $cherrypy_threads (CherryPy), max_queue $cmsfront_queue; ALPN http/1.1 only (no HTTP/2 yet)" ;;
+    nginx) echo "$nginx_workers, worker_connections $nginx_connections, worker_rlimit_nofile $nofile; listen ssl http2 backlog=4096; ssl_verify_client optional + 403 unless SUCCESS; ssl_client_certificate (CA bundle), ssl_crl (all CRLs); upstream keepalive 64 (native) / $cherrypy_threads (CherryPy; nginx has no cap-and-queue, so no max_conns)" ;;
+    haproxy) echo "nbthread $workers, maxconn 20000 or what $nofile open files allow; bind alpn h2,http/1.1; verify optional, ca-file + crl-file, 403 unless verified; http-reuse always; server maxconn 1000 (native) / $cherrypy_threads with timeout queue 30s (CherryPy)" ;;
+    apache) echo "event MPM, $apache_children, AsyncRequestWorkerFactor for $((max_clients + 100)) connections; $apache_h2; SSLVerifyClient optional, SSLCARevocationCheck chain, Require SSL_CLIENT_VERIFY == SUCCESS; ProxyPass pool ($apache_pool for CherryPy)" ;;
   esac
 }
 
 # --- one run ---------------------------------------------------------------------------------------
-csv_header="frontend,scenario,keepalive,requests,concurrency,ok,failed,rps,p50_ms,p99_ms,cpu_s,req_per_cpu_s,rss_mib,backend,credential,outcome,errors,status,backend_conns_max,backend_conns_opened,elapsed_s,note,measure,protocol,streams,timeout_s,held,held_ok,rss_before_kib,rss_held_kib,kib_per_idle_conn,listen_overflows"
+csv_header="frontend,scenario,keepalive,requests,concurrency,ok,failed,rps,p50_ms,p99_ms,cpu_s,req_per_cpu_s,rss_mib,backend,credential,outcome,errors,status,backend_conns_max,backend_conns_opened,elapsed_s,note,measure,protocol,streams,timeout_s,held,held_ok,rss_before_kib,rss_held_kib,kib_per_idle_conn,listen_overflows,workers"
 echo "$csv_header" >"$csv"
 
 # record: appends one run to results.jsonl and results.csv from the R_* variables and the
@@ -654,7 +705,7 @@ echo "$csv_header" >"$csv"
 # the load generator's JSON). An HTTP/2 row where every request failed with the load
 # generator's ALPN error becomes outcome "unsupported", with R_H2_WHY as its note.
 record() {
-  R_JSONL=$jsonl R_CSV=$csv R_CLK_TCK=$clk_tck "$PY" - <<'PYEOF'
+  R_JSONL=$jsonl R_CSV=$csv R_CLK_TCK=$clk_tck R_WORKERS=$workers "$PY" - <<'PYEOF'
 import csv, json, os
 
 e = os.environ
@@ -732,6 +783,8 @@ no_rate = idle or outcome == "unsupported"
 row = {
     "frontend": e["R_FRONTEND"],
     "version": e.get("R_VERSION", ""),
+    # Workers (threads or processes) the frontend had: WORKERS, the same for every row of a run.
+    "workers": num("R_WORKERS") or 1,
     "scenario": e["R_SCENARIO"],
     "measure": measure,
     "backend": e["R_KIND"],
@@ -793,7 +846,7 @@ with open(e["R_CSV"], "a", newline="") as f:
         row["note"], measure, protocol, row["streams"], cell(row["timeout_s"]),
         cell(row.get("held")), cell(row.get("held_ok")), cell(row.get("rss_before_kib")),
         cell(row.get("rss_held_kib")), cell(row.get("kib_per_idle_conn")),
-        cell(row["listen_overflows"])])
+        cell(row["listen_overflows"]), row["workers"]])
 if idle:
     print("%s %s: %s, %s of %s held, RSS %s -> %s KiB: %s KiB per idle connection" % (
         row["frontend"], row["scenario"], row["outcome"], held_ok, requests, rss_before,
@@ -872,7 +925,8 @@ run_scenario() {
   local tag="${sc_id[$i]//[\/:]/_}"
   out_json=$out/logs/$name-$kind/load-$tag.json
   mkdir -p "$out/logs/$name-$kind"
-  local args=(--json -n "$n" -c "$c" --timeout "$timeout_s" --cert "$(credential_file "$cred")")
+  local args=(--json -n "$n" -c "$c" "${load_thread_args[@]}" --timeout "$timeout_s"
+              --cert "$(credential_file "$cred")")
   [[ "$ka" == off ]] && args+=(--new-connection)
   [[ "$proto" == h2 ]] && args+=(--h2 --streams "$streams")
   [[ "$cred" == proxy ]] && note="RFC 3820 proxy (creds/proxy_rfc.pem)"
@@ -924,7 +978,7 @@ warm_up() {  # NAME KIND [TAG]: the output goes to logs/NAME-TAG/warmup.json
   path=$(kind_path "$2")
   mkdir -p "$out/logs/$1-${3:-$2}"
   timeout -k 5 "$run_timeout" taskset -c "$client_cpu" "$load" --json --new-connection -n "$n" \
-    -c 10 --timeout "$request_timeout" --cert "$(credential_file user)" \
+    -c 10 "${load_thread_args[@]}" --timeout "$request_timeout" --cert "$(credential_file user)" \
     "https://127.0.0.1:$fe_port$path" >"$out/logs/$1-${3:-$2}/warmup.json" 2>&1 || true
 }
 
@@ -1002,7 +1056,7 @@ except Exception:
   overflows0=$(listen_overflows)
   before=$(fe_ticks "$name")
   timeout -k 5 $((ramp + timeout_s + hold + 60)) taskset -c "$client_cpu" "$load" --json \
-    -n "$k" -c "$k" "${ramp_args[@]}" --hold "$hold" --timeout "$timeout_s" \
+    -n "$k" -c "$k" "${load_thread_args[@]}" "${ramp_args[@]}" --hold "$hold" --timeout "$timeout_s" \
     --cert "$(credential_file user)" \
     "https://127.0.0.1:$fe_port$(kind_path native)" >"$out_json" 2>"$out_json.err" &
   lpid=$!
@@ -1060,7 +1114,8 @@ for fe in "${frontends[@]}"; do
   meta_args+=("$fe" "${versions[$fe]:-}" "$(fe_settings "$fe")" "${unavailable[$fe]:-}")
 done
 M_STARTED=$(date -u +%FT%TZ) M_SCALE=$scale M_SCENARIOS="${sc_id[*]}" M_FCPU=$frontend_cpu \
-  M_CCPU=$client_cpu M_CAFILES=$ca_files M_CRL=$crl_entries M_IGTF=$use_igtf \
+  M_CCPU=$client_cpu M_FCPUS="${frontend_cpus[*]}" M_CCPUS="${client_cpus[*]}" M_WORKERS=$workers \
+  M_LOAD_THREADS=$load_threads M_OVERLAP=$cpu_overlap M_APACHE_WORKERS=$apache_workers M_CAFILES=$ca_files M_CRL=$crl_entries M_IGTF=$use_igtf \
   M_CPT=$cherrypy_threads M_CPPATH=$cherrypy_path M_NPATH=$native_path M_WARMUP=$warmup \
   M_REVOKED=$revoked M_RUN_TIMEOUT=$run_timeout M_IDLE=$idle_connections M_IDLE_HOLD="$idle_hold" M_IDLE_RAMP="$idle_ramp" \
   M_NOFILE=$nofile M_REQ_TIMEOUT=$request_timeout \
@@ -1090,9 +1145,18 @@ meta = {
     "loadavg_before": loadavg, "scale": int(e["M_SCALE"]),
     "scenarios": e["M_SCENARIOS"].split(), "frontend_order": order, "frontends": frontends,
     "frontend_cpu": e["M_FCPU"], "client_cpu": e["M_CCPU"],
+    # The CPU lists expanded, the workers each frontend had, and whether the two sets share a
+    # CPU (with workers > 1 the report then warns: not per-core comparable).
+    "frontend_cpus": [int(c) for c in e["M_FCPUS"].split()],
+    "client_cpus": [int(c) for c in e["M_CCPUS"].split()],
+    "workers": int(e["M_WORKERS"]),
+    "load_threads": int(e["M_LOAD_THREADS"]),
+    "cpu_overlap": e["M_OVERLAP"] == "1",
+    "apache_threads_per_child": int(e["M_APACHE_WORKERS"]),
     "trust_store": {"ca_files": int(e["M_CAFILES"]), "client_ca_crl_entries": int(e["M_CRL"] or 0),
                     "revoked_count": int(e["M_REVOKED"]), "igtf": e["M_IGTF"] == "1"},
-    "load_generator": "build/cmsfront-load, one thread",
+    "load_generator": "build/cmsfront-load, %s" % (
+        "one thread" if e["M_LOAD_THREADS"] == "1" else "%s threads (-t)" % e["M_LOAD_THREADS"]),
     "cherrypy": {"threads": int(e["M_CPT"]), "path": e["M_CPPATH"]},
     "native_path": e["M_NPATH"], "warmup": int(e["M_WARMUP"]),
     "run_timeout_s": int(e["M_RUN_TIMEOUT"]),
@@ -1107,8 +1171,14 @@ with open(sys.argv[1], "w") as f:
 PYEOF
 
 # --- the runs -------------------------------------------------------------------------------------
-say "frontends: ${frontends[*]}; ${#sc_id[@]} scenarios, SCALE $scale; frontend on CPU $frontend_cpu," \
-    "load generator and backends on CPU $client_cpu; results in $out"
+say "frontends: ${frontends[*]}; ${#sc_id[@]} scenarios, SCALE $scale; frontend on CPU $frontend_cpu" \
+    "with $workers worker(s), load generator ($load_threads thread(s)) and backends on CPU" \
+    "$client_cpu; results in $out"
+if ((workers > 1 && cpu_overlap)); then
+  say "warning: FRONTEND_CPU ($frontend_cpu) and CLIENT_CPU ($client_cpu) overlap: with" \
+      "WORKERS=$workers the load generator takes CPU from the frontend's cores, so the numbers" \
+      "are not per-core comparable (the report says so)"
+fi
 for fe in "${frontends[@]}"; do
   if ((idle_connections > 0)); then
     if [[ -n "${unavailable[$fe]:-}" ]]; then

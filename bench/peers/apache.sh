@@ -1,13 +1,14 @@
 # shellcheck shell=bash
 # Apache httpd 2.4 (event MPM + mod_ssl + mod_proxy_http) as a peer frontend for the bench
-# drivers. Sourced after bench/lib.sh (it uses `pids`, `cpu_ticks`); defines functions only.
+# drivers. Sourced after bench/lib.sh (it uses `pids`, `tree_cpu_ticks`); defines functions only.
 #
 #   apache_install                      Debian's apache2, if missing (the service is never started)
 #   apache_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS
-#                       [CONNECTIONS [H2]]
+#                       [CONNECTIONS [H2 [PROCESSES]]]
 #   apache_start DIR CPUSET             sets apache_pid (the parent) and apache_child_pid
-#   apache_cpu_ticks [PID]              utime+stime of the parent, its live children and its
-#                                       reaped children (cutime+cstime), in clock ticks
+#   apache_cpu_ticks [PID]              tree_cpu_ticks of the parent: utime+stime of the parent
+#                                       and its live children, and its reaped children
+#                                       (cutime+cstime), in clock ticks
 #   apache_version                      one line
 #
 # Configured like cmsweb's Apache frontend, minus its mod_perl auth handler: TLS 1.2/1.3,
@@ -17,15 +18,19 @@
 # "CN=...,OU=...,DC=ch"), 403 unless SSL_CLIENT_VERIFY is SUCCESS, keep-alive (a connection
 # pool) to the backend, no access log.
 #
-# Process model: the parent (root) does not serve; it forks ONE child (ServerLimit 1) that
-# runs as www-data with WORKERS threads. The event MPM forces MaxRequestWorkers <=
-# ServerLimit * ThreadsPerChild, so with one process MaxRequestWorkers = WORKERS: that is the
-# number of connections in a handshake or a request at the same time. Idle keep-alive
-# connections are parked by the event listener and do not hold a thread; the child accepts
-# up to ThreadsPerChild * (AsyncRequestWorkerFactor + 1) connections, and the factor is set
-# here so that this is >= CONNECTIONS (default 1,200: 1,000 concurrent clients fit) whatever
-# WORKERS is. Clients beyond that wait in the listen backlog (ListenBacklog 4096). Give it
-# WORKERS >= 64 for the handshake runs: a thread blocks for the whole handshake.
+# Process model: the parent (root) does not serve; it forks PROCESSES children (default ONE:
+# ServerLimit = StartServers = PROCESSES) that run as www-data with WORKERS threads each. The
+# event MPM forces MaxRequestWorkers <= ServerLimit * ThreadsPerChild, so MaxRequestWorkers =
+# PROCESSES * WORKERS (WORKERS with one process): that is the number of connections in a
+# handshake or a request at the same time. Idle keep-alive connections are parked by the
+# event listener and do not hold a thread; each child accepts up to ThreadsPerChild *
+# (AsyncRequestWorkerFactor + 1) connections, and the factor is set here so that this is >=
+# CONNECTIONS (default 1,200: 1,000 concurrent clients fit) whatever WORKERS is. Clients beyond
+# that wait in the listen backlog (ListenBacklog 4096). Give it WORKERS >= 64 for the
+# handshake runs: a thread blocks for the whole handshake. MaxSpareThreads is above the
+# threads of all the children together, so none is stopped for being idle: the PROCESSES
+# children live as long as the parent (bench/run.sh's WORKERS = N gives Apache N children,
+# one per core, as the one-core runs give it one).
 #
 # H2=1 loads mod_http2 (Debian's apache2-bin ships it) and sets `Protocols h2 http/1.1` on the
 # TLS virtual host: HTTP/2 towards clients, HTTP/1.1 to the backend. Without the module file
@@ -39,9 +44,9 @@
 # all 200, the error log says "server reached MaxRequestWorkers" (the rest queue in the
 # backlog), child RSS 28 MB.
 #
-# CPU time: the work happens in the child, so read apache_cpu_ticks (not cpu_ticks
+# CPU time: the work happens in the children, so read apache_cpu_ticks (not cpu_ticks
 # $apache_pid). By hand: for p in $apache_pid $(ps -o pid= --ppid $apache_pid); do
-# cpu_ticks $p; done, summed.
+# cpu_ticks $p; done, summed (plus the parent's cutime+cstime for children it reaped).
 
 apache_bin=${APACHE_BIN:-/usr/sbin/apache2}
 apache_modules=${APACHE_MODULES:-/usr/lib/apache2/modules}
@@ -53,10 +58,10 @@ apache_version() {
 }
 
 # apache_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS
-#                     [CONNECTIONS [H2]]
+#                     [CONNECTIONS [H2 [PROCESSES]]]
 apache_write_config() {
   local dir=$1 port=$2 backend_port=$3 ca=$4 crl=$5 cert=$6 key=$7 workers=${8:-64}
-  local connections=${9:-1200} h2=${10:-0}
+  local connections=${9:-1200} h2=${10:-0} processes=${11:-1}
   ((connections < 1200)) && connections=1200
   local factor=$(((connections + workers - 1) / workers))
   ((factor < 2)) && factor=2
@@ -67,6 +72,8 @@ apache_write_config() {
   # CRLs are read by the root parent before the fork, so only DIR itself needs opening.
   chmod 755 "$dir"
   local m=$apache_modules h2_module="" h2_protocols=""
+  local children="One child process with $workers threads"
+  ((processes > 1)) && children="$processes child processes with $workers threads each"
   if [[ "$h2" == 1 && -f "$m/mod_http2.so" ]]; then
     h2_module="LoadModule http2_module $m/mod_http2.so"
     h2_protocols="Protocols h2 http/1.1"
@@ -93,14 +100,14 @@ LoadModule proxy_module $m/mod_proxy.so
 LoadModule proxy_http_module $m/mod_proxy_http.so
 $h2_module
 
-# One child process with $workers threads (see bench/peers/apache.sh).
-StartServers 1
-ServerLimit 1
+# $children (see bench/peers/apache.sh).
+StartServers $processes
+ServerLimit $processes
 ThreadLimit $workers
 ThreadsPerChild $workers
-MaxRequestWorkers $workers
+MaxRequestWorkers $((processes * workers))
 MinSpareThreads 1
-MaxSpareThreads $((workers + 1))
+MaxSpareThreads $((processes * workers + 1))
 AsyncRequestWorkerFactor $factor
 MaxConnectionsPerChild 0
 ListenBacklog 4096
@@ -182,16 +189,6 @@ apache_start() {
 }
 
 # apache_cpu_ticks [PID]: utime+stime of the parent and every live child, plus what the parent
-# has already collected from children it reaped (cutime+cstime), in clock ticks.
-apache_cpu_ticks() {
-  local parent=${1:-$apache_pid} total=0 stat child
-  stat=$(<"/proc/$parent/stat")
-  stat=${stat##*) }
-  read -r -a fields <<<"$stat"
-  total=$((fields[11] + fields[12] + fields[13] + fields[14]))
-  for child in $(ps -o pid= --ppid "$parent"); do
-    [[ -r "/proc/$child/stat" ]] || continue
-    total=$((total + $(cpu_ticks "$child" 2>/dev/null || echo 0)))
-  done
-  echo "$total"
-}
+# has already collected from children it reaped (cutime+cstime), in clock ticks: the rule
+# every frontend is read with (tree_cpu_ticks, bench/lib.sh).
+apache_cpu_ticks() { tree_cpu_ticks "${1:-$apache_pid}"; }

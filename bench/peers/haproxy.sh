@@ -5,7 +5,7 @@
 #   haproxy_install                     Debian's haproxy, if missing (the service is never started)
 #   haproxy_write_config DIR PORT BACKEND_PORT CA_BUNDLE CRL_BUNDLE SERVER_CERT SERVER_KEY WORKERS [H2]
 #   haproxy_start DIR CPUSET            sets haproxy_pid (one process, all threads)
-#   haproxy_cpu_ticks [PID]             = cpu_ticks of that process (threads included)
+#   haproxy_cpu_ticks [PID]             = tree_cpu_ticks of that process (threads included)
 #   haproxy_version                     one line
 #
 # Configured like cmsweb's frontend: TLS 1.2/1.3, `verify optional` with ca-file + crl-file
@@ -127,5 +127,7 @@ haproxy_start() {
   fi
 }
 
-# haproxy_cpu_ticks [PID]: one process, its threads are counted in /proc/PID/stat.
-haproxy_cpu_ticks() { cpu_ticks "${1:-$haproxy_pid}"; }
+# haproxy_cpu_ticks [PID]: one process, its threads are counted in /proc/PID/stat; read with
+# the rule every frontend is read with (tree_cpu_ticks, bench/lib.sh), which for a process
+# that forks nothing is cpu_ticks.
+haproxy_cpu_ticks() { tree_cpu_ticks "${1:-$haproxy_pid}"; }

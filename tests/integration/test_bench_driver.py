@@ -3,7 +3,10 @@ cmsfront only: well-formed results.jsonl / results.csv with one row per scenario
 scheduled request counts, every request answered 200, and a report with its tables. With a
 cmsfront-load that has --h2 and --hold: an HTTP/2 scenario, which cmsfront (no HTTP/2 yet)
 must come out of as outcome "unsupported", and the memory-per-idle-connection measurement
-with a handful of connections.
+with a handful of connections. Then the all-cores mode (WORKERS=2, frontend and client on the
+same two CPUs, as a small machine allows): rows that carry workers = 2 and a report that
+warns that its CPU sets overlap; and the process-tree accounting of bench/lib.sh on a parent
+with forked children.
 
 Installs nothing (INSTALL=0), builds nothing (BUILD=0), reuses the session's grid fixtures
 (FIXTURES, REVOKED=0) and writes only under pytest's tmp_path (OUT), never bench/RESULTS.md.
@@ -13,6 +16,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -55,7 +59,7 @@ SCENARIOS = {
 # streams per connection).
 H2_SCENARIOS = {"100/10:h2x2": ("100/10:h2x2:native:user", 10, 10, 2)}
 # Memory per idle connection: that many connections, held this many seconds each.
-IDLE_CONNECTIONS = 20
+IDLE_CONNECTIONS = 100  # enough for the RSS growth to stand out of the allocator's noise
 IDLE_HOLD = 3
 needs_h2 = pytest.mark.skipif(not FEATURES["h2"], reason="cmsfront-load has no --h2 yet")
 needs_hold = pytest.mark.skipif(not FEATURES["hold"], reason="cmsfront-load has no --hold yet")
@@ -131,6 +135,7 @@ def test_jsonl_has_one_complete_row_per_scenario(bench_run):
         row = by_id[scenario_id]
         context = json.dumps(row)
         assert row["frontend"] == "cmsfront", context
+        assert row["workers"] == 1, context
         assert row["outcome"] == "ran", context
         assert row["measure"] == "load", context
         assert row["protocol"] == "http/1.1" and row["streams"] == 1, context
@@ -269,6 +274,11 @@ def test_report_has_the_tables(bench_run):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["scale"] == SCALE
     assert meta["frontend_order"] == ["cmsfront"]
+    # The per-core mode: one worker, a one-thread load generator, no CPU warning.
+    assert meta["workers"] == 1 and meta["load_threads"] == 1
+    assert "| cmsfront | " in report and "| 1 | %s |" % meta["frontend_cpu"] in report
+    assert "overlap**" not in report
+    assert "workers = 1\n" in (out / "logs" / "cmsfront-native" / "cmsfront.toml").read_text()
     try:
         import matplotlib  # noqa: F401
         plots = True
@@ -327,10 +337,172 @@ def test_report_py_copies_the_plots_next_to_the_copy(bench_run, tmp_path):
                                             ("SCENARIOS", "200/10:h3"),
                                             ("FRONTENDS", "cmsfront lighttpd"),
                                             ("SCALE", "0"),
-                                            ("IDLE_CONNECTIONS", "many")])
+                                            ("IDLE_CONNECTIONS", "many"),
+                                            ("WORKERS", "0"),
+                                            ("WORKERS", "two"),
+                                            ("LOAD_THREADS", "0"),
+                                            ("FRONTEND_CPU", "0-"),
+                                            ("CLIENT_CPU", "3-1")])
 def test_bad_arguments_are_refused(grid, tmp_path, variable, value):
     proc = subprocess.run([str(RUN)], env=driver_env(tmp_path, grid, **{variable: value}),
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2, (proc.returncode, proc.stderr)
     assert "run.sh:" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+# --- all cores: WORKERS > 1 -----------------------------------------------------------------------
+# Two scenarios, a handshake per request and keep-alive: (normalised id, requests, clients,
+# keep-alive). SCALE 1: that few requests are sent as they are.
+WORKERS_SCENARIOS = {
+    "20/4:off": ("20/4:off:native:user", 20, 4, False),
+    "40/4:on": ("40/4:on:native:user", 40, 4, True),
+}
+
+
+def shared_cpus():
+    """Up to two CPUs this process may use, as a taskset list: the frontend and the load
+    generator both get all of them (a 2-core machine has no other way to run WORKERS=2)."""
+    return ",".join(str(c) for c in sorted(os.sched_getaffinity(0))[:2])
+
+
+@pytest.fixture(scope="module")
+def workers_run(grid, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("bench-workers")
+    cpus = shared_cpus()
+    env = driver_env(tmp_path, grid, SCENARIOS=" ".join(WORKERS_SCENARIOS), SCALE="1",
+                     IDLE_CONNECTIONS="0", WORKERS="2", FRONTEND_CPU=cpus, CLIENT_CPU=cpus)
+    proc = subprocess.run([str(RUN)], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, "run.sh exited %d:\n%s" % (proc.returncode, proc.stderr[-4000:])
+    return tmp_path / "out", proc, cpus
+
+
+def test_workers_rows_carry_the_workers(workers_run):
+    out, _, cpus = workers_run
+    rows = read_rows(out)
+    by_id = {row["scenario"]: row for row in rows}
+    assert set(by_id) == {spec[0] for spec in WORKERS_SCENARIOS.values()}, sorted(by_id)
+    assert len(rows) == len(WORKERS_SCENARIOS)
+    for scenario_id, n, c, keepalive in WORKERS_SCENARIOS.values():
+        row = by_id[scenario_id]
+        context = json.dumps(row)
+        assert row["frontend"] == "cmsfront", context
+        assert row["workers"] == 2, context
+        assert row["outcome"] == "ran", context
+        assert row["keepalive"] is keepalive, context
+        assert row["requests"] == n and row["concurrency"] == c, context
+        assert row["ok"] == n and row["failed"] == 0 and row["errors"] == {}, context
+        assert row["status"] == {"200": n}, context
+        assert row["rps"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"], context
+        assert row["cpu_s"] is not None and row["cpu_s"] >= 0, context
+        if row["cpu_s"] > 0:
+            assert row["req_per_cpu_s"] == round(n / row["cpu_s"]), context
+        assert row["rss_mib"] > 0, context
+    with open(out / "results.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    assert [line["workers"] for line in table] == ["2"] * len(rows)
+    meta = json.loads((out / "meta.json").read_text())
+    threads = len(cpus.split(","))
+    assert meta["workers"] == 2
+    assert meta["load_threads"] == threads
+    assert meta["frontend_cpus"] == meta["client_cpus"] == [int(c) for c in cpus.split(",")]
+    assert meta["cpu_overlap"] is True
+    # cmsfront got the workers; the load generator one thread per client CPU.
+    assert "workers = 2\n" in (out / "logs" / "cmsfront-native" / "cmsfront.toml").read_text()
+    assert "workers = 2," in meta["frontends"]["cmsfront"]["settings"]
+
+
+def test_workers_report_warns_about_the_overlap(workers_run):
+    out, proc, cpus = workers_run
+    report = (out / "report.md").read_text()
+    assert report.strip() in proc.stdout
+    assert "**Warning: the frontend's CPUs (%s) and the load generator's (%s) overlap**" % (
+        cpus, cpus) in report
+    assert "not per-core comparable" in report
+    assert "FRONTEND_CPU=0-7 CLIENT_CPU=8-15 WORKERS=8" in report
+    # The header table: the workers and the CPU set.
+    assert "| frontend | version | workers | CPUs | settings |" in report
+    assert "| 2 | %s | workers = 2," % cpus in report
+    assert "warning: FRONTEND_CPU (%s) and CLIENT_CPU (%s) overlap" % (cpus, cpus) in proc.stderr
+
+
+# --- the process-tree accounting (bench/lib.sh) ----------------------------------------------------
+FORKING = r"""
+import os, sys, time
+# A master with two workers: each worker burns 0.3 s of CPU, says so, then sleeps.
+r, w = os.pipe()
+kids = []
+for _ in range(2):
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        start = time.process_time()
+        while time.process_time() - start < 0.3:
+            pass
+        os.write(w, b"x")
+        time.sleep(120)
+        os._exit(0)
+    kids.append(pid)
+os.close(w)
+got = 0
+while got < 2:
+    got += len(os.read(r, 2))
+print(" ".join(map(str, kids)), flush=True)
+time.sleep(120)
+"""
+
+
+def lib_sh(script):
+    proc = subprocess.run(["bash", "-c", "set -euo pipefail; source bench/lib.sh; " + script],
+                          cwd=str(harness.REPO), capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_tree_accounting_sums_a_master_and_its_workers():
+    master = subprocess.Popen([harness.PYTHON, "-c", FORKING], stdout=subprocess.PIPE, text=True)
+    kids = []
+    try:
+        kids = [int(p) for p in master.stdout.readline().split()]
+        assert len(kids) == 2
+        pid = master.pid
+        assert sorted(int(p) for p in lib_sh("proc_tree %d" % pid)) == sorted([pid] + kids)
+        assert sorted(int(p) for p in lib_sh("serving_pids %d" % pid)) == sorted(kids)
+        # Each read on its own first, then the tree: the workers sleep, so nothing moves but
+        # the master's few ticks.
+        own, *each = (int(v) for v in lib_sh(
+            "cpu_ticks %d; for k in %s; do cpu_ticks $k; done" % (pid, " ".join(map(str, kids)))))
+        tree = int(lib_sh("tree_cpu_ticks %d" % pid)[0])
+        hz = os.sysconf("SC_CLK_TCK")
+        assert tree >= own + sum(each), (tree, own, each)
+        assert tree - own >= 0.5 * hz, (tree, own, each)  # 2 x 0.3 s in the workers
+        rss = int(lib_sh("tree_rss_now_kib %d" % pid)[0])
+        assert rss > 0
+        peak = int(lib_sh("tree_rss_peak_kib %d" % pid)[0])
+        assert peak >= rss * 0.9, (peak, rss)
+        # One process that forked nothing: the tree is the process, the same numbers as before.
+        kid = kids[0]
+        single = lib_sh("proc_tree %d; serving_pids %d; cpu_ticks %d; tree_cpu_ticks %d; "
+                        "rss_peak_kib %d; tree_rss_peak_kib %d" % ((kid,) * 6))
+        assert single[:2] == [str(kid), str(kid)]
+        assert single[2] == single[3] and single[4] == single[5], single
+        # A gone pid: nothing, and a failure for the CPU time.
+        assert lib_sh("proc_tree 999999999; tree_cpu_ticks 999999999 || echo gone") == ["gone"]
+    finally:
+        for p in kids + [master.pid]:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        master.wait(timeout=10)
+
+
+@pytest.mark.parametrize("cpus,expanded", [("0", [0]), ("0-3", [0, 1, 2, 3]),
+                                           ("8-15:4,1,1", [1, 8, 12]), ("3,0-1", [0, 1, 3])])
+def test_cpu_list_expand(cpus, expanded):
+    assert [int(c) for c in lib_sh("cpu_list_expand %s" % cpus)] == expanded
+
+
+@pytest.mark.parametrize("cpus", ["", "a", "0-", "3-1", "1,,2", "0-3:0"])
+def test_cpu_list_expand_refuses(cpus):
+    assert lib_sh("cpu_list_expand '%s' || echo refused" % cpus) == ["refused"]
