@@ -36,13 +36,9 @@ results_dir=$repo/bench/results
 report=$results_dir/identity_cost.md
 clk_tck=$(getconf CLK_TCK)
 
-tools/install-deps.sh
-if [[ ! -x "$cmsfront" || ! -x "$backend" || ! -x "$load" ]] && [[ -z "${BUILD_DIR:-}" ]]; then
-  tools/build.sh --release
-fi
-
 # shellcheck source=bench/lib.sh
 source "$repo/bench/lib.sh"
+bench_ensure_built "$cmsfront" "$backend" "$load"
 bench_init identity_cost
 pki=$work/pki
 "$repo/tools/make-test-pki.sh" "$pki" >/dev/null
@@ -64,17 +60,7 @@ with open(path, "w") as f:
     json.dump(records, f)
 PY
 
-backend_out=$work/backend.out
-taskset -c "$client_cpu" "$backend" --listen 127.0.0.1:0 --threads 1 \
-  --hmac-key "$work/hmac.key" >"$backend_out" 2>&1 &
-pids+=("$!")
-backend_port=""
-for ((i = 0; i < 100; i++)); do
-  backend_port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\)$/\1/p' "$backend_out")
-  [[ -n "$backend_port" ]] && break
-  sleep 0.05
-done
-[[ -n "$backend_port" ]] || { log "the backend did not start: $(cat "$backend_out")"; exit 1; }
+start_backend "$client_cpu" --hmac-key "$work/hmac.key"
 
 port=$(free_port)
 cat >"$work/cmsfront.toml" <<EOF
@@ -172,7 +158,7 @@ mkdir -p "$results_dir"
   echo "# What the CMS identity costs cmsfront (keep-alive HTTPS with a client certificate, one core)"
   echo
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/identity_cost.sh\` on $(nproc) CPUs" \
-       "($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)); load average before: $load_before."
+       "($(cpu_model)); load average before: $load_before."
   echo
   echo "- load: \`cmsfront-load -n $requests -c $clients --cert user.pem\` (keep-alive) per row," \
        "the two routes alternating; cmsfront workers = 1 on CPU $frontend_cpu, the load and" \

@@ -196,13 +196,14 @@ established_on_port() {
   { ss -Htn state established "( sport = :$1 )" 2>/dev/null || true; } | wc -l
 }
 
-# start_backend CPU: a fresh cmsfront-test-backend (one thread) on CPU; sets backend_pid and
-# backend_port. Needs $backend (the binary). Returns 1 when it does not start (a script under
+# start_backend CPU [ARG...]: a fresh cmsfront-test-backend (one thread) on CPU, with any
+# extra arguments (e.g. --hmac-key FILE); sets backend_pid and backend_port. Needs $backend (the binary). Returns 1 when it does not start (a script under
 # `set -e` then stops; bench/run.sh records the failure and goes on).
 start_backend() {
-  local out=$work/backend.out i
+  local out=$work/backend.out cpu=$1 i
+  shift
   : >"$out"
-  taskset -c "$1" "$backend" --listen 127.0.0.1:0 --threads 1 >"$out" 2>&1 &
+  taskset -c "$cpu" "$backend" --listen 127.0.0.1:0 --threads 1 "$@" >"$out" 2>&1 &
   backend_pid=$!
   pids+=("$backend_pid")
   for ((i = 0; i < 100; i++)); do
@@ -292,3 +293,19 @@ with open(path, "w") as f:
     json.dump(records, f)
 PY
 }
+
+# bench_ensure_built BINARY...: installs the packages (tools/install-deps.sh) and, unless the
+# caller chose BUILD_DIR, builds the release when one of the binaries is missing.
+bench_ensure_built() {
+  "$repo/tools/install-deps.sh"
+  local binary
+  for binary in "$@"; do
+    if [[ ! -x "$binary" && -z "${BUILD_DIR:-}" ]]; then
+      "$repo/tools/build.sh" --release
+      return
+    fi
+  done
+}
+
+# cpu_model: the CPU's model name, for report headers ("AMD EPYC ...").
+cpu_model() { sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1; }

@@ -34,13 +34,9 @@ results_dir=$repo/bench/results
 report=$results_dir/loadgen_vs_h2load.md
 clk_tck=$(getconf CLK_TCK)
 
-tools/install-deps.sh
-if [[ ! -x "$cmsfront" || ! -x "$backend" || ! -x "$load" ]] && [[ -z "${BUILD_DIR:-}" ]]; then
-  tools/build.sh --release
-fi
-
 # shellcheck source=bench/lib.sh
 source "$repo/bench/lib.sh"
+bench_ensure_built "$cmsfront" "$backend" "$load"
 bench_init loadgen_vs_h2load
 pki=$work/pki
 "$repo/tools/make-test-pki.sh" "$pki" >/dev/null
@@ -129,7 +125,7 @@ mkdir -p "$results_dir"
   echo "# cmsfront-load against h2load (keep-alive, no client certificate)"
   echo
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/loadgen_vs_h2load.sh\` on $(nproc) CPUs" \
-       "($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)); load average before: $load_before."
+       "($(cpu_model)); load average before: $load_before."
   echo
   echo "- $requests requests over $clients connections per row, the two tools alternating," \
        "client on CPU $client_cpu; HTTP/1.1 against cmsfront (one worker, CPU $frontend_cpu)" \

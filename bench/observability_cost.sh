@@ -33,13 +33,9 @@ results_dir=$repo/bench/results
 report=$results_dir/observability_cost.md
 clk_tck=$(getconf CLK_TCK)
 
-tools/install-deps.sh
-if [[ ! -x "$cmsfront" || ! -x "$backend" ]] && [[ -z "${BUILD_DIR:-}" ]]; then
-  tools/build.sh --release
-fi
-
 # shellcheck source=bench/lib.sh
 source "$repo/bench/lib.sh"
+bench_ensure_built "$cmsfront" "$backend"
 bench_init observability_cost
 "$repo/tools/make-test-pki.sh" "$work/pki" >/dev/null
 
@@ -133,7 +129,7 @@ mkdir -p "$results_dir"
   echo "# What metrics and the access log cost cmsfront (keep-alive HTTPS, one core)"
   echo
   echo "Run $(date -u '+%Y-%m-%d %H:%M UTC') by \`bench/observability_cost.sh\` on $(nproc) CPUs" \
-       "($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)); load average before: $load_before."
+       "($(cpu_model)); load average before: $load_before."
   echo
   echo "- load: \`h2load --h1 -n $requests -c $clients\` after $warmup warm-up requests; cmsfront" \
        "workers = 1 on CPU $frontend_cpu, h2load and \`cmsfront-test-backend --threads 1\` on CPU $client_cpu"

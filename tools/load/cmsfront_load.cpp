@@ -684,6 +684,8 @@ class Slot {
   void handle_timeout();
   void complete_response();
   void fail(ErrorKind kind);
+  // Says once why I/O failed: the TLS error when there is one, else the socket's errno.
+  void explain_io_error(unsigned long tls_error);
   void enter_hold();
   void end_hold();
   void drop_connection();
@@ -1103,12 +1105,16 @@ void Slot::handle_event(short events) {
     });
     fail(ErrorKind::closed);
   } else {
-    int socket_error = EVUTIL_SOCKET_ERROR();
-    control_.explain_once(ErrorKind::io, [tls_error, socket_error] {
-      return tls_error != 0 ? tls_reason(tls_error) : std::string(std::strerror(socket_error));
-    });
+    explain_io_error(tls_error);
     fail(ErrorKind::io);
   }
+}
+
+void Slot::explain_io_error(unsigned long tls_error) {
+  const int socket_error = EVUTIL_SOCKET_ERROR();
+  control_.explain_once(ErrorKind::io, [tls_error, socket_error] {
+    return tls_error != 0 ? tls_reason(tls_error) : std::string(std::strerror(socket_error));
+  });
 }
 
 void Slot::complete_response() {
@@ -1563,10 +1569,7 @@ void Slot::handle_event_h2(short events) {
     });
     fail_h2(ErrorKind::closed);
   } else {
-    int socket_error = EVUTIL_SOCKET_ERROR();
-    control_.explain_once(ErrorKind::io, [tls_error, socket_error] {
-      return tls_error != 0 ? tls_reason(tls_error) : std::string(std::strerror(socket_error));
-    });
+    explain_io_error(tls_error);
     fail_h2(ErrorKind::io);
   }
 }
